@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs the Temporal CLI (dev server + Web UI) and MinIO into .tools/bin with `go install`, and checks that
+# PostgreSQL's server binaries are present. Idempotent: with the right versions in place it takes well under a
+# second. Built binaries are also kept in a per-machine cache (MXF_TOOLS_CACHE) so that a fresh clone on the same
+# machine, CI's included, copies them instead of spending minutes compiling.
+#
+#   bash scripts/tools.sh            install what is missing, say what is there
+#   bash scripts/tools.sh --quiet    the same, silent when nothing had to be done (used by npm run dev / test)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+quiet=false
+[[ "${1:-}" == "--quiet" || "${1:-}" == "--if-missing" ]] && quiet=true
+
+# MinIO's release tags (RELEASE.2025-10-15T17-29-55Z) are not semver; the Go module proxy serves MinIO only as
+# pseudo-versions, and refuses the pseudo-version of that release's commit (9e49d5e7a648) here. We build the
+# newest commit it serves, which is later than that release and carries its security fixes. See README.md.
+TEMPORAL_MODULE=github.com/temporalio/cli
+TEMPORAL_PKG=github.com/temporalio/cli/cmd/temporal
+TEMPORAL_VERSION=v1.5.1
+MINIO_MODULE=github.com/minio/minio
+MINIO_PKG=github.com/minio/minio
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+
+bin_dir="$PWD/.tools/bin"
+cache_dir="${MXF_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mx-failover/tools}"
+mkdir -p "$bin_dir" "$cache_dir"
+
+fail() {
+  echo "mx-failover setup: $1" >&2
+  echo "mx-failover setup: without these tools, run the production topology instead: docker compose up (see README.md)." >&2
+  exit 1
+}
+
+say() { $quiet || echo "$@"; }
+
+# The module version a Go binary was built from, or nothing.
+built_version() { [[ -x "$1" ]] && go version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m { print $3 }'; }
+
+install_tool() { # name module package version
+  local name=$1 module=$2 pkg=$3 version=$4
+  local target="$bin_dir/$name" cached="$cache_dir/$name-$version"
+  if [[ "$(built_version "$target" "$module")" == "$version" ]]; then
+    say "$name $version: present"
+    return
+  fi
+  if [[ "$(built_version "$cached" "$module")" != "$version" ]]; then
+    echo "mx-failover setup: building $name $version with go install (a few minutes on 2 cores, once per machine)..." >&2
+    local tmp
+    tmp=$(mktemp -d)
+    # A toolchain newer than the module was tested with has broken builds before; fall back to go1.25.4.
+    if ! GOBIN="$tmp" go install "$pkg@$version" >"$tmp/build.log" 2>&1; then
+      echo "mx-failover setup: $name failed to build with $(go env GOVERSION); retrying with go1.25.4" >&2
+      GOTOOLCHAIN=go1.25.4 GOBIN="$tmp" go install "$pkg@$version" >>"$tmp/build.log" 2>&1 ||
+        { tail -n 20 "$tmp/build.log" >&2; fail "could not build $name $version (log above)."; }
+    fi
+    mv "$tmp/$name" "$cached"
+    rm -rf "$tmp"
+  fi
+  cp "$cached" "$target.tmp" && mv "$target.tmp" "$target"
+  say "$name $version: installed in .tools/bin"
+}
+
+command -v go >/dev/null 2>&1 || fail "Go is not installed (needed once, to build the Temporal CLI and MinIO). Install Go >= 1.25."
+
+# A private PostgreSQL cluster is made with initdb unless DATABASE_URL points at a server.
+if [[ -z "${DATABASE_URL:-}" ]]; then
+  pg_bin=""
+  if command -v initdb >/dev/null 2>&1; then pg_bin=$(dirname "$(command -v initdb)"); fi
+  if [[ -z "$pg_bin" ]]; then
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  fi
+  [[ -n "$pg_bin" && -x "$pg_bin/initdb" && -x "$pg_bin/postgres" ]] ||
+    fail "PostgreSQL's server binaries (initdb, postgres) are not installed: apt-get install postgresql, or set DATABASE_URL to an existing server."
+fi
+
+install_tool temporal "$TEMPORAL_MODULE" "$TEMPORAL_PKG" "$TEMPORAL_VERSION"
+install_tool minio "$MINIO_MODULE" "$MINIO_PKG" "$MINIO_VERSION"

@@ -1,0 +1,152 @@
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+// One schema over the environment, parsed once at start and frozen (the fastify way). The keys are the
+// variable names themselves, so an error names exactly what the operator has to fix.
+
+const port = (fallback: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .refine((v) => /^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 65535, 'expected a TCP port, 1-65535')
+    .transform(Number);
+
+const positiveInt = (fallback: number, what: string) =>
+  z
+    .string()
+    .default(String(fallback))
+    .refine((v) => /^\d+$/.test(v) && Number(v) > 0, `expected a positive whole number (${what})`)
+    .transform(Number);
+
+const hostAndPort = z
+  .string()
+  .regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
+
+const host = z.string().regex(/^[A-Za-z0-9.:-]+$/, 'expected a host name or IP address');
+
+export const envSchema = z.object({
+  MXF_HOSTNAME: host.default(hostname()),
+  MXF_SMTP_HOST: host.default('127.0.0.1'),
+  MXF_SMTP_PORT: port(2525),
+  MXF_API_HOST: host.default('127.0.0.1'),
+  MXF_API_PORT: port(8080),
+  MXF_RUNBOOKS: z.string().min(1).default('./runbooks'),
+  MXF_DATA_DIR: z.string().min(1).default('./.data'),
+  MXF_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  MXF_LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
+
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL')
+    .optional(),
+  MXF_PG_PORT: port(5433),
+
+  TEMPORAL_ADDRESS: hostAndPort.default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  MXF_TEMPORAL_UI_PORT: port(8233),
+  MXF_TASK_QUEUE: z.string().min(1).default('mx-failover'),
+
+  MXF_S3_ENDPOINT: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).default(
+    'http://127.0.0.1:9000',
+  ),
+  MXF_S3_REGION: z.string().min(1).default('us-east-1'),
+  MXF_S3_ACCESS_KEY: z.string().min(3, 'expected at least 3 characters').default('mxfailover'),
+  MXF_S3_SECRET_KEY: z.string().min(8, 'expected at least 8 characters').default('mxfailover-dev-secret'),
+  MXF_S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 of a-z 0-9 . -)')
+    .default('held-mail'),
+  MXF_S3_CONSOLE_PORT: port(9001),
+
+  MXF_SHUTDOWN_GRACE_MS: positiveInt(10_000, 'milliseconds'),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+function toConfig(env: z.output<typeof envSchema>) {
+  const dataDir = resolve(env.MXF_DATA_DIR);
+  const s3 = new URL(env.MXF_S3_ENDPOINT);
+  return {
+    hostname: env.MXF_HOSTNAME,
+    smtp: { host: env.MXF_SMTP_HOST, port: env.MXF_SMTP_PORT },
+    api: { host: env.MXF_API_HOST, port: env.MXF_API_PORT },
+    runbooksDir: resolve(env.MXF_RUNBOOKS),
+    dataDir,
+    log: { level: env.MXF_LOG_LEVEL, format: env.MXF_LOG_FORMAT },
+    database: {
+      // No DATABASE_URL means "the private cluster that npm run dev keeps under the data folder".
+      managed: env.DATABASE_URL === undefined,
+      url: env.DATABASE_URL ?? `postgres://postgres@127.0.0.1:${env.MXF_PG_PORT}/mxfailover`,
+      privatePort: env.MXF_PG_PORT,
+    },
+    temporal: {
+      address: env.TEMPORAL_ADDRESS,
+      namespace: env.TEMPORAL_NAMESPACE,
+      uiPort: env.MXF_TEMPORAL_UI_PORT,
+      taskQueue: env.MXF_TASK_QUEUE,
+    },
+    s3: {
+      endPoint: s3.hostname,
+      port: Number(s3.port || (s3.protocol === 'https:' ? 443 : 80)),
+      useSSL: s3.protocol === 'https:',
+      url: env.MXF_S3_ENDPOINT,
+      region: env.MXF_S3_REGION,
+      accessKey: env.MXF_S3_ACCESS_KEY,
+      secretKey: env.MXF_S3_SECRET_KEY,
+      bucket: env.MXF_S3_BUCKET,
+      consolePort: env.MXF_S3_CONSOLE_PORT,
+    },
+    shutdownGraceMs: env.MXF_SHUTDOWN_GRACE_MS,
+  };
+}
+
+export type Config = Readonly<ReturnType<typeof toConfig>>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+const known = new Set(Object.keys(envSchema.shape));
+
+/** Parses the environment; throws ConfigError with one line per bad variable. */
+export function parseConfig(source: NodeJS.ProcessEnv): Config {
+  // Empty values count as unset, as shells and compose files often export VAR= for "default".
+  const env = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ''));
+  const problems: string[] = [];
+  // A typo such as MXF_SMTP_PROT would otherwise be silently ignored and the default used.
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('MXF_') && !known.has(name)) problems.push(`${name}: unknown variable (see README.md)`);
+  }
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0]);
+      problems.push(`${name}=${JSON.stringify(env[name] ?? '')}: ${issue.message}`);
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  return deepFreeze(toConfig(parsed.data));
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** For process entry points: parse, or print one line per problem and exit 78 (EX_CONFIG). */
+export function loadConfigOrExit(source: NodeJS.ProcessEnv = process.env): Config {
+  try {
+    return parseConfig(source);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const problem of err.problems) console.error(`mx-failover: configuration error: ${problem}`);
+    process.exit(78);
+  }
+}
