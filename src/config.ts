@@ -19,9 +19,7 @@ const positiveInt = (fallback: number, what: string) =>
     .refine((v) => /^\d+$/.test(v) && Number(v) > 0, `expected a positive whole number (${what})`)
     .transform(Number);
 
-const hostAndPort = z
-  .string()
-  .regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
+const hostAndPort = z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
 
 const host = z.string().regex(/^[A-Za-z0-9.:-]+$/, 'expected a host name or IP address');
 
@@ -47,9 +45,9 @@ export const envSchema = z.object({
   MXF_TEMPORAL_UI_PORT: port(8233),
   MXF_TASK_QUEUE: z.string().min(1).default('mx-failover'),
 
-  MXF_S3_ENDPOINT: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).default(
-    'http://127.0.0.1:9000',
-  ),
+  MXF_S3_ENDPOINT: z
+    .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
+    .default('http://127.0.0.1:9000'),
   MXF_S3_REGION: z.string().min(1).default('us-east-1'),
   MXF_S3_ACCESS_KEY: z.string().min(3, 'expected at least 3 characters').default('mxfailover'),
   MXF_S3_SECRET_KEY: z.string().min(8, 'expected at least 8 characters').default('mxfailover-dev-secret'),
@@ -119,7 +117,8 @@ export function parseConfig(source: NodeJS.ProcessEnv): Config {
   const problems: string[] = [];
   // A typo such as MXF_SMTP_PROT would otherwise be silently ignored and the default used.
   for (const name of Object.keys(env)) {
-    if (name.startsWith('MXF_') && !known.has(name)) problems.push(`${name}: unknown variable (see README.md)`);
+    if (name.startsWith('MXF_') && !known.has(name))
+      problems.push(`${name}: unknown variable (see README.md)`);
   }
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
-import { formatProblem, loadRunbooks } from '../runbooks/load';
 import { isSchemaFileCurrent, SCHEMA_FILE } from '../runbooks/json-schema';
+import { formatProblem, loadRunbooks } from '../runbooks/load';
 
 // `npm run runbooks:check [folder]`: the CI gate for runbooks as code. One line per problem, file:line first.
 async function main() {
@@ -16,7 +16,9 @@ async function main() {
     process.exitCode = 1;
     return;
   }
-  console.log(`${runbooks.length} runbook(s) OK: ${runbooks.map((r) => `${r.id} (${r.domains.join(', ')})`).join('; ')}`);
+  console.log(
+    `${runbooks.length} runbook(s) OK: ${runbooks.map((r) => `${r.id} (${r.domains.join(', ')})`).join('; ')}`,
+  );
 }
 
 void main();

@@ -87,7 +87,8 @@ export const runbookSchema = z
   .superRefine((rb, ctx) => {
     const domains = new Set(rb.domains);
     rb.domains.forEach((d, i) => {
-      if (rb.domains.indexOf(d) !== i) ctx.addIssue({ code: 'custom', path: ['domains', i], message: `${d} is listed twice` });
+      if (rb.domains.indexOf(d) !== i)
+        ctx.addIssue({ code: 'custom', path: ['domains', i], message: `${d} is listed twice` });
     });
     if (rb.recipients !== 'any') {
       rb.recipients.forEach((r, i) => {

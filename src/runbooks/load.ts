@@ -29,7 +29,12 @@ export async function loadRunbooks(dir: string): Promise<RunbookSet> {
   try {
     names = (await readdir(dir)).filter((n) => RUNBOOK_EXT.has(extname(n))).sort();
   } catch (err) {
-    return { runbooks: [], problems: [{ file: dir, field: '', message: `cannot read the runbooks folder: ${(err as Error).message}` }] };
+    return {
+      runbooks: [],
+      problems: [
+        { file: dir, field: '', message: `cannot read the runbooks folder: ${(err as Error).message}` },
+      ],
+    };
   }
   const runbooks: Runbook[] = [];
   const problems: RunbookProblem[] = [];
@@ -42,7 +47,13 @@ export async function loadRunbooks(dir: string): Promise<RunbookSet> {
     if (!parsed.runbook) continue;
     const stem = basename(name, extname(name));
     if (parsed.runbook.id !== stem)
-      problems.push(at(parsed, ['id'], `is "${parsed.runbook.id}" but the file is ${name}; name the file ${parsed.runbook.id}.yaml`));
+      problems.push(
+        at(
+          parsed,
+          ['id'],
+          `is "${parsed.runbook.id}" but the file is ${name}; name the file ${parsed.runbook.id}.yaml`,
+        ),
+      );
     runbooks.push(parsed.runbook);
     files.set(parsed.runbook, parsed);
   }
@@ -78,28 +89,50 @@ export function parseRunbook(file: string, text: string): Parsed {
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
       const pos = lines.linePos(e.pos[0]);
-      result.problems.push({ file, line: pos.line, column: pos.col, field: '', message: `YAML: ${e.message.split('\n')[0]}` });
+      result.problems.push({
+        file,
+        line: pos.line,
+        column: pos.col,
+        field: '',
+        message: `YAML: ${e.message.split('\n')[0]}`,
+      });
     }
     return result;
   }
   const checked = runbookSchema.safeParse(doc.toJS());
   if (checked.success) result.runbook = checked.data;
-  else for (const issue of checked.error.issues) result.problems.push(at(result, issue.path, describe(issue)));
+  else
+    for (const issue of checked.error.issues) result.problems.push(at(result, issue.path, describe(issue)));
   return result;
 }
 
 function describe(issue: { code: string; message: string; keys?: string[] }): string {
-  if (issue.code === 'unrecognized_keys' && issue.keys) return `unknown field ${issue.keys.join(', ')} (misspelt?)`;
-  if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) return 'is required but missing';
+  if (issue.code === 'unrecognized_keys' && issue.keys)
+    return `unknown field ${issue.keys.join(', ')} (misspelt?)`;
+  if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined'))
+    return 'is required but missing';
   return issue.message;
 }
 
 /** A problem located at the deepest YAML node that exists on the path. */
-function at(source: Pick<Parsed, 'file' | 'doc' | 'lines'>, path: PropertyKey[], message: string): RunbookProblem {
+function at(
+  source: Pick<Parsed, 'file' | 'doc' | 'lines'>,
+  path: PropertyKey[],
+  message: string,
+): RunbookProblem {
   const keys = path.map((k) => (typeof k === 'symbol' ? String(k) : k)) as (string | number)[];
   let node: unknown;
-  for (let depth = keys.length; depth > 0 && !isNode(node); depth--) node = source.doc.getIn(keys.slice(0, depth), true);
+  for (let depth = keys.length; depth > 0 && !isNode(node); depth--)
+    node = source.doc.getIn(keys.slice(0, depth), true);
   const offset = isNode(node) && node.range ? node.range[0] : undefined;
   const pos = offset === undefined ? undefined : source.lines.linePos(offset);
   return { file: source.file, line: pos?.line, column: pos?.col, field: keys.join('.'), message };
+}
+
+/** For process entry points: the runbooks, or every problem on stderr and exit 78 (EX_CONFIG). */
+export async function loadRunbooksOrExit(dir: string): Promise<Runbook[]> {
+  const { runbooks, problems } = await loadRunbooks(dir);
+  if (problems.length === 0) return runbooks;
+  for (const p of problems) console.error(`mx-failover: runbook error: ${formatProblem(p)}`);
+  process.exit(78);
 }

@@ -1,0 +1,47 @@
+-- Held mail: one row per accepted message, one per envelope recipient. The body lives in object storage under
+-- object_key; sha256 lets a restore prove it sends the bytes it accepted.
+create table held_message (
+  id            bigint generated always as identity primary key,
+  queue_id      text        not null unique,
+  customer_id   text        not null,
+  envelope_from text        not null,            -- '' for the null reverse-path <>
+  size_bytes    bigint      not null check (size_bytes >= 0),
+  sha256        bytea       not null,
+  object_key    text        not null,
+  received_at   timestamptz not null default now(),
+  client_ip     inet        not null,
+  helo          text        not null,
+  tls           text,                            -- protocol and cipher; null for a plain session
+  message_id    text,                            -- the Message-ID header, for operators' searches
+  subject       text
+);
+create index held_message_customer_received on held_message (customer_id, received_at);
+
+create table held_recipient (
+  message_id bigint not null references held_message (id) on delete cascade,
+  recipient  text   not null,
+  primary key (message_id, recipient)
+);
+
+-- The delivery ledger makes deliveries idempotent: a retried activity skips what is recorded as delivered.
+-- target says where the copy went, e.g. 'restore:mail.example.com:25' or 'forward:it@gmail.example'.
+create table delivery_ledger (
+  message_id    bigint      not null references held_message (id),
+  recipient     text        not null,
+  target        text        not null,
+  outcome       text        not null check (outcome in ('delivered', 'failed')),
+  smtp_response text,
+  recorded_at   timestamptz not null default now(),
+  primary key (message_id, recipient, target)
+);
+
+-- Every operator action, with who did it.
+create table audit_event (
+  id          bigint generated always as identity primary key,
+  at          timestamptz not null default now(),
+  actor       text        not null,
+  action      text        not null,
+  customer_id text,
+  detail      jsonb       not null default '{}'
+);
+create index audit_event_customer_at on audit_event (customer_id, at);

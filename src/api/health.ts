@@ -1,0 +1,69 @@
+import type { Connection } from '@temporalio/client';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config';
+import type { Sql } from '../store/db';
+import type { ObjectStore } from '../store/objects';
+
+export type ComponentName = 'postgres' | 'minio' | 'temporal';
+
+export interface ComponentHealth {
+  status: 'up' | 'down';
+  latencyMs: number;
+  error?: string;
+}
+
+export interface HealthDeps {
+  config: Config;
+  sql: Sql;
+  objects: ObjectStore;
+  temporal: Connection;
+}
+
+const CHECK_TIMEOUT_MS = 2_000;
+
+async function timed(check: () => Promise<unknown>): Promise<ComponentHealth> {
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      check(),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)),
+          CHECK_TIMEOUT_MS,
+        );
+      }),
+    ]);
+    return { status: 'up', latencyMs: Date.now() - started };
+  } catch (err) {
+    return { status: 'down', latencyMs: Date.now() - started, error: (err as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function checkHealth(deps: HealthDeps): Promise<Record<ComponentName, ComponentHealth>> {
+  const { config, sql, objects, temporal } = deps;
+  const [postgres, minio, temporalHealth] = await Promise.all([
+    timed(() => sql`select 1`),
+    timed(async () => {
+      if (!(await objects.bucketExists(config.s3.bucket)))
+        throw new Error(`bucket ${config.s3.bucket} does not exist`);
+    }),
+    timed(() =>
+      temporal.withDeadline(Date.now() + CHECK_TIMEOUT_MS, () =>
+        temporal.workflowService.describeNamespace({ namespace: config.temporal.namespace }),
+      ),
+    ),
+  ]);
+  return { postgres, minio, temporal: temporalHealth };
+}
+
+/** GET /healthz: 200 when every component answers, 503 naming the one that does not. */
+export function registerHealth(app: FastifyInstance, deps: HealthDeps): void {
+  app.get('/healthz', async (_req, reply) => {
+    const components = await checkHealth(deps);
+    const up = Object.values(components).every((c) => c.status === 'up');
+    return reply.code(up ? 200 : 503).send({ status: up ? 'up' : 'down', components });
+  });
+}

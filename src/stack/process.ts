@@ -1,0 +1,124 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+// A child process the stack owns: started with its output in a log file (or inherited), stopped with a signal
+// and a grace period, then SIGKILL. A pid file lets the next run reclaim a child orphaned by a SIGKILLed parent,
+// so a killed `npm run dev` never leaves a postgres holding the data folder's lock.
+
+export interface ManagedProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Append stdout and stderr here; without it the child writes to our terminal. */
+  logFile?: string;
+  pidFile?: string;
+  uid?: number;
+  gid?: number;
+  /** postgres wants SIGINT for its "fast" shutdown; everything else takes SIGTERM. */
+  stopSignal?: NodeJS.Signals;
+  graceMs?: number;
+}
+
+export function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  opts: StartOptions = {},
+): ManagedProcess {
+  if (opts.pidFile) reclaimOrphan(opts.pidFile, command);
+  const out = opts.logFile ? openSync(opts.logFile, 'a') : undefined;
+  const child = spawn(command, args, {
+    env: opts.env ?? process.env,
+    cwd: opts.cwd,
+    uid: opts.uid,
+    gid: opts.gid,
+    // Its own process group: a Ctrl-C in the terminal reaches only the stack's parent, which then stops the
+    // children in order (service processes first, storage last) instead of all at once.
+    detached: true,
+    stdio: ['ignore', out ?? 'inherit', out ?? 'inherit'],
+  });
+  if (out !== undefined) closeSync(out);
+  if (opts.pidFile && child.pid) writeFileSync(opts.pidFile, `${child.pid}\n`);
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code, signal) => {
+      if (opts.pidFile) rmSync(opts.pidFile, { force: true });
+      resolve(code ?? (signal ? 128 : null));
+    });
+    child.once('error', () => resolve(127));
+  });
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(opts.stopSignal ?? 'SIGTERM');
+      const done = await Promise.race([
+        exited.then(() => true),
+        sleep(opts.graceMs ?? 10_000).then(() => false),
+      ]);
+      if (!done) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    })();
+    return stopping;
+  };
+  return { name, child, exited, stop };
+}
+
+function reclaimOrphan(pidFile: string, command: string): void {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return;
+  }
+  try {
+    // Only a process still running our binary is ours; a recycled pid belongs to someone else.
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (cmdline.split('\0')[0] === command) process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  rmSync(pidFile, { force: true });
+}
+
+/** Polls `check` until it resolves truthy; fails fast if the process it waits on has exited. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  opts: { timeoutMs?: number; process?: ManagedProcess; logFile?: string } = {},
+): Promise<void> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  let exitCode: number | null | undefined;
+  void opts.process?.exited.then((code) => {
+    exitCode = code;
+  });
+  let lastError = '';
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) break;
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    await sleep(200);
+  }
+  const why =
+    exitCode !== undefined
+      ? `it exited with code ${exitCode}`
+      : `timed out${lastError ? ` (${lastError})` : ''}`;
+  throw new Error(`${what} did not become ready: ${why}${opts.logFile ? `; see ${opts.logFile}` : ''}`);
+}
+
+export async function httpOk(url: string): Promise<boolean> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+  await res.body?.cancel();
+  return res.ok;
+}

@@ -1,0 +1,39 @@
+import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import type { Config } from './config';
+import { searchAttributeKeys } from './domain/search-attributes';
+
+export async function connectTemporal(
+  target: Pick<Config['temporal'], 'address' | 'namespace'>,
+  connectTimeoutMs = 5_000,
+) {
+  const connection = await Connection.connect({ address: target.address, connectTimeout: connectTimeoutMs });
+  const client = new Client({ connection, namespace: target.namespace });
+  return { connection, client };
+}
+
+const INDEXED_TYPE = {
+  KEYWORD: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+  KEYWORD_LIST: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+  INT: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_INT,
+} as const;
+
+/**
+ * Registers the outage workflow's search attributes in the namespace, adding only those missing. Used by the
+ * dev stack and the test harness; in production the same list is created by docker-compose's admin step. The dev
+ * server's --search-attribute flag is not enough: it does nothing for a SQLite file made by an older version.
+ */
+export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<string[]> {
+  const existing = await connection.operatorService.listSearchAttributes({ namespace });
+  const have = new Set(Object.keys(existing.customAttributes ?? {}));
+  const missing = searchAttributeKeys.filter((k) => !have.has(k.name));
+  if (missing.length > 0) {
+    await connection.operatorService.addSearchAttributes({
+      namespace,
+      searchAttributes: Object.fromEntries(
+        missing.map((k) => [k.name, INDEXED_TYPE[k.type as keyof typeof INDEXED_TYPE]]),
+      ),
+    });
+  }
+  return missing.map((k) => k.name);
+}

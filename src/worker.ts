@@ -1,0 +1,40 @@
+import {
+  DefaultLogger,
+  makeTelemetryFilterString,
+  NativeConnection,
+  Runtime,
+  Worker,
+} from '@temporalio/worker';
+import { createActivities } from './activities';
+import { loadConfigOrExit } from './config';
+import { createLogger } from './log';
+import { createSql } from './store/db';
+
+// The worker runs outage workflows and their activities. Temporal's own SIGINT/SIGTERM handling drains it.
+async function main() {
+  const config = loadConfigOrExit();
+  const log = createLogger(config, 'worker');
+  Runtime.install({
+    logger: new DefaultLogger('WARN', (entry) => log.warn(entry.meta ?? {}, entry.message)),
+    telemetryOptions: { logging: { forward: {}, filter: makeTelemetryFilterString({ core: 'WARN' }) } },
+  });
+  const sql = createSql(config);
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const worker = await Worker.create({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    workflowsPath: require.resolve('./workflows'),
+    activities: createActivities({ sql, log }),
+  });
+  log.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker started');
+  await worker.run();
+  await connection.close();
+  await sql.end({ timeout: 5 });
+  log.info('worker stopped');
+}
+
+main().catch((err) => {
+  console.error(`mx-failover worker: ${(err as Error).stack ?? err}`);
+  process.exit(1);
+});
