@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
 import postgres from 'postgres';
 import { type ManagedProcess, startProcess, waitFor } from './process';
 
@@ -48,6 +48,7 @@ export async function startPrivatePostgres(opts: {
   const pgdata = join(opts.dir, 'pgdata');
   mkdirSync(opts.dir, { recursive: true });
   chmodSync(opts.dir, 0o755);
+  if (owner.uid !== undefined) letOthersTraverse(opts.dir);
   if (!existsSync(join(pgdata, 'PG_VERSION'))) {
     mkdirSync(pgdata, { recursive: true, mode: 0o700 });
     if (owner.uid !== undefined) chownSync(pgdata, owner.uid, owner.gid!);
@@ -94,6 +95,19 @@ export async function startPrivatePostgres(opts: {
     { process: proc, logFile: opts.logFile, timeoutMs: 30_000 },
   );
   return { ...proc, url };
+}
+
+/**
+ * As root, the cluster runs as 'postgres', which must be able to walk down to its data folder; a clone inside a
+ * `mktemp -d` folder (mode 0700) would stop it. Adding search permission (o+x, not read) to the ancestors that
+ * lack it lets it through without exposing any listing.
+ */
+function letOthersTraverse(dir: string): void {
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    const mode = statSync(d).mode;
+    if ((mode & 0o001) === 0) chmodSync(d, (mode & 0o7777) | 0o001);
+    if (d === dirname(d)) break;
+  }
 }
 
 /** Creates the database if it is not there yet (CREATE DATABASE has no IF NOT EXISTS). */
