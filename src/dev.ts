@@ -1,14 +1,16 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { temporal } from '@temporalio/proto';
 import { type Config, loadConfigOrExit } from './config';
 import { formatProblem, loadRunbooks } from './runbooks/load';
 import { startMinio } from './stack/minio';
 import { ensureDatabase, startPrivatePostgres } from './stack/postgres';
-import { type ManagedProcess, startProcess } from './stack/process';
+import { httpOk, type ManagedProcess, startProcess, tcpOpen, waitFor } from './stack/process';
 import { startTemporalDevServer } from './stack/temporal';
 import { createSql } from './store/db';
 import { migrate } from './store/migrate';
 import { createObjectStore, ensureBucket } from './store/objects';
+import { connectTemporal } from './temporal';
 
 // `npm run dev`: the whole service on this machine, on real components, with its state under MXF_DATA_DIR so a
 // second run finds the held mail of the first. Ctrl-C stops the service processes first, then storage.
@@ -81,6 +83,33 @@ function startServices(config: Config, databaseUrl: string): ManagedProcess[] {
   return [entry('worker', 'worker.ts'), entry('ingest', 'ingest/main.ts'), entry('api', 'api/main.ts')];
 }
 
+/** Up means answering: the API's health check, the SMTP banner, and a worker polling the task queue. */
+async function waitForServices(config: Config, [worker, ingest, api]: ManagedProcess[]): Promise<void> {
+  const { client, connection } = await connectTemporal(config.temporal);
+  try {
+    await Promise.all([
+      waitFor('the ops API', () => httpOk(`http://${config.api.host}:${config.api.port}/healthz`), {
+        process: api,
+      }),
+      waitFor('SMTP ingest', () => tcpOpen(config.smtp.host, config.smtp.port), { process: ingest }),
+      waitFor(
+        'the worker',
+        async () => {
+          const queue = await client.workflowService.describeTaskQueue({
+            namespace: config.temporal.namespace,
+            taskQueue: { name: config.temporal.taskQueue },
+            taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+          });
+          return (queue.pollers ?? []).length > 0;
+        },
+        { process: worker, timeoutMs: 120_000 },
+      ),
+    ]);
+  } finally {
+    await connection.close();
+  }
+}
+
 async function main() {
   const config = loadConfigOrExit();
   const runbooks = await loadRunbooks(config.runbooksDir);
@@ -117,6 +146,7 @@ async function main() {
         void stop(1);
       });
     }
+    await waitForServices(config, services);
     const [host] = config.temporal.address.split(':');
     say('MX Failover is up:');
     say(`  SMTP ingest (backup MX)  smtp://${config.smtp.host}:${config.smtp.port}`);

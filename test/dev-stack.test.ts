@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import postgres from 'postgres';
+import { freePort } from './helpers/ports';
+import { alive, commandOf, descendants } from './helpers/procs';
+import { testTmp } from './helpers/stack';
+
+// The acceptance test of `npm run dev`: the whole stack on its own ports and data folder, up, healthy, stopped
+// with Ctrl-C (SIGINT) leaving no process behind, and started again on the same data.
+
+interface DevStack {
+  proc: ChildProcess;
+  output: () => string;
+}
+
+async function startDev(env: NodeJS.ProcessEnv): Promise<DevStack> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(__dirname, '../src/dev.ts')], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  proc.stdout!.on('data', (d) => (output += d));
+  proc.stderr!.on('data', (d) => (output += d));
+  const deadline = Date.now() + 180_000;
+  while (!output.includes('Ctrl-C stops everything.')) {
+    if (proc.exitCode !== null) assert.fail(`npm run dev exited with ${proc.exitCode}:\n${output}`);
+    if (Date.now() > deadline) assert.fail(`npm run dev did not come up in time:\n${output}`);
+    await sleep(200);
+  }
+  return { proc, output: () => output };
+}
+
+async function stopDev(stack: DevStack): Promise<void> {
+  const family = descendants(stack.proc.pid!);
+  assert.ok(
+    family.length >= 6,
+    `expected temporal, minio, postgres, worker, ingest and api; got ${family.map(commandOf)}`,
+  );
+  const exited = new Promise<number | null>((resolve) => stack.proc.once('exit', (code) => resolve(code)));
+  stack.proc.kill('SIGINT');
+  const code = await Promise.race([exited, sleep(90_000).then(() => 'timeout' as const)]);
+  assert.equal(code, 0, `npm run dev did not stop cleanly:\n${stack.output()}`);
+  const left = family.filter(alive);
+  assert.deepEqual(left.map(commandOf), [], 'processes left behind after Ctrl-C');
+}
+
+function smtpBanner(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('data', (d) => {
+      socket.end('QUIT\r\n');
+      resolve(d.toString());
+    });
+    socket.once('error', reject);
+  });
+}
+
+test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data', async () => {
+  const [smtp, api, temporal, ui, minio, consolePort, pg] = (await Promise.all(
+    Array.from({ length: 7 }, freePort),
+  )) as [number, number, number, number, number, number, number];
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    MXF_DATA_DIR: join(testTmp(), `dev-${randomUUID().slice(0, 8)}`),
+    MXF_SMTP_PORT: String(smtp),
+    MXF_API_PORT: String(api),
+    TEMPORAL_ADDRESS: `127.0.0.1:${temporal}`,
+    MXF_TEMPORAL_UI_PORT: String(ui),
+    MXF_S3_ENDPOINT: `http://127.0.0.1:${minio}`,
+    MXF_S3_CONSOLE_PORT: String(consolePort),
+    MXF_PG_PORT: String(pg),
+    MXF_LOG_LEVEL: 'warn',
+  };
+
+  const first = await startDev(env);
+  try {
+    const health = await fetch(`http://127.0.0.1:${api}/healthz`);
+    const body = (await health.json()) as { components: Record<string, { status: string }> };
+    assert.equal(health.status, 200, JSON.stringify(body));
+    assert.deepEqual(
+      Object.entries(body.components)
+        .map(([name, c]) => `${name}:${c.status}`)
+        .sort(),
+      ['minio:up', 'postgres:up', 'temporal:up'],
+    );
+    assert.equal((await fetch(`http://127.0.0.1:${ui}/`)).status, 200, 'Temporal Web UI');
+    assert.match(await smtpBanner(smtp), /^220 /);
+    for (const endpoint of [
+      `smtp://127.0.0.1:${smtp}`,
+      `http://127.0.0.1:${api}`,
+      `http://127.0.0.1:${ui}`,
+    ]) {
+      assert.ok(first.output().includes(endpoint), `the endpoint ${endpoint} is printed`);
+    }
+    const sql = postgres(`postgres://postgres@127.0.0.1:${pg}/mxfailover`, { max: 1 });
+    await sql`insert into held_message (queue_id, customer_id, envelope_from, size_bytes, sha256, object_key, client_ip, helo)
+              values ('survives-restart', 'harborview-law', '', 1, ${Buffer.alloc(32)}, 'k', '127.0.0.1', 'h')`;
+    await sql.end();
+  } finally {
+    await stopDev(first);
+  }
+
+  const second = await startDev(env);
+  try {
+    assert.match(second.output(), /database schema is up to date/);
+    const sql = postgres(`postgres://postgres@127.0.0.1:${pg}/mxfailover`, { max: 1 });
+    const rows = await sql`select queue_id from held_message where queue_id = 'survives-restart'`;
+    await sql.end();
+    assert.equal(rows.length, 1, 'held mail survives a restart of npm run dev');
+  } finally {
+    await stopDev(second);
+  }
+});

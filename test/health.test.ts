@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { Connection } from '@temporalio/client';
+import pino from 'pino';
+import { buildApi } from '../src/api/server';
+import type { Config } from '../src/config';
+import { createSql } from '../src/store/db';
+import { createObjectStore } from '../src/store/objects';
+import { freePort } from './helpers/ports';
+import { testConfig } from './helpers/stack';
+
+const closing: (() => Promise<unknown>)[] = [];
+after(() => Promise.all(closing.map((close) => close())));
+
+async function api(config: Config) {
+  const sql = createSql(config, { connect_timeout: 1 });
+  const temporal = Connection.lazy({ address: config.temporal.address });
+  const app = await buildApi({
+    config,
+    sql,
+    objects: createObjectStore(config),
+    temporal,
+    log: pino({ level: 'silent' }),
+  });
+  closing.push(
+    () => app.close(),
+    () => sql.end({ timeout: 1 }),
+    () => temporal.close(),
+  );
+  return app;
+}
+
+test('GET /healthz is 200 with every component up', async () => {
+  const res = await (await api(testConfig())).inject({ method: 'GET', url: '/healthz' });
+  assert.equal(res.statusCode, 200, res.body);
+  const body = res.json();
+  assert.equal(body.status, 'up');
+  assert.deepEqual(Object.keys(body.components).sort(), ['minio', 'postgres', 'temporal']);
+  for (const c of Object.values(body.components) as { status: string }[]) assert.equal(c.status, 'up');
+});
+
+test('GET /healthz is 503 and names each component that is down', async () => {
+  const nobody = await freePort();
+  const config = testConfig({
+    MXF_S3_ENDPOINT: `http://127.0.0.1:${nobody}`,
+    TEMPORAL_ADDRESS: `127.0.0.1:${nobody}`,
+  });
+  const res = await (await api(config)).inject({ method: 'GET', url: '/healthz' });
+  assert.equal(res.statusCode, 503, res.body);
+  const { status, components } = res.json();
+  assert.equal(status, 'down');
+  assert.equal(components.postgres.status, 'up');
+  assert.equal(components.minio.status, 'down');
+  assert.equal(components.temporal.status, 'down');
+  assert.ok(components.minio.error, 'a down component says why');
+});
+
+test('GET /healthz reports a missing bucket as MinIO down', async () => {
+  const res = await (await api(testConfig({ MXF_S3_BUCKET: 'no-such-bucket' }))).inject({
+    method: 'GET',
+    url: '/healthz',
+  });
+  assert.equal(res.statusCode, 503);
+  assert.match(res.json().components.minio.error, /bucket no-such-bucket does not exist/);
+});
+
+test('unknown routes answer JSON with a stable error code', async () => {
+  const res = await (await api(testConfig())).inject({ method: 'GET', url: '/nope' });
+  assert.equal(res.statusCode, 404);
+  assert.equal(res.json().error.code, 'NOT_FOUND');
+});

@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Client, Connection, Client as TemporalClient } from '@temporalio/client';
+import {
+  bundleWorkflowCode,
+  NativeConnection,
+  Runtime,
+  Worker,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
+import pino from 'pino';
+import { parse } from 'yaml';
+import { createActivities } from '../src/activities';
+import { outageWorkflowId } from '../src/domain/outage';
+import { runbookSchema } from '../src/domain/runbook';
+import {
+  customerIdKey,
+  heldMessagesKey,
+  mxDomainsKey,
+  outagePhaseKey,
+} from '../src/domain/search-attributes';
+import { createSql } from '../src/store/db';
+import { mailHeldSignal, statusQuery } from '../src/workflows/messages';
+import type { outageWorkflow } from '../src/workflows/outage';
+import { testConfig } from './helpers/stack';
+
+// Goes through the real Temporal dev server, a real worker with the real activities, and real PostgreSQL.
+const config = testConfig();
+const sql = createSql(config);
+const runbook = runbookSchema.parse(
+  parse(readFileSync(join(__dirname, '../runbooks/harborview-law.yaml'), 'utf8')),
+);
+let client: Client;
+let connection: Connection;
+let nativeConnection: NativeConnection;
+let bundle: WorkflowBundleWithSourceMap;
+
+before(async () => {
+  Runtime.install({ logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
+  bundle = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../src/workflows'),
+    logger: Runtime.instance().logger,
+  });
+  connection = await Connection.connect({ address: config.temporal.address });
+  client = new TemporalClient({ connection, namespace: config.temporal.namespace });
+  nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
+});
+after(async () => {
+  await connection?.close();
+  await nativeConnection?.close();
+  await sql.end();
+});
+
+async function holdMessage(customerId: string, recipients: string[]): Promise<string> {
+  const [row] = await sql<{ id: string }[]>`
+    insert into held_message (queue_id, customer_id, envelope_from, size_bytes, sha256, object_key, client_ip, helo)
+    values (${randomUUID()}, ${customerId}, 'sender@example.net', 100, ${Buffer.alloc(32)}, 'k', '192.0.2.1', 'mx.example.net')
+    returning id`;
+  for (const r of recipients)
+    await sql`insert into held_recipient (message_id, recipient) values (${row!.id}, ${r})`;
+  return row!.id;
+}
+
+async function eventually<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
+  let last: T | undefined;
+  for (let i = 0; i < 100; i++) {
+    last = await read();
+    if (ok(last)) return last;
+    await sleep(100);
+  }
+  assert.fail(`${what}: last value ${JSON.stringify(last)}`);
+}
+
+test('a doorbell starts the outage workflow, which counts held mail from PostgreSQL and indexes it', async () => {
+  const taskQueue = `test-${randomUUID()}`;
+  const customerId = `harborview-law-${randomUUID().slice(0, 8)}`;
+  const worker = await Worker.create({
+    connection: nativeConnection,
+    namespace: config.temporal.namespace,
+    taskQueue,
+    workflowBundle: bundle,
+    activities: createActivities({ sql, log: pino({ level: 'silent' }) }),
+  });
+  await worker.runUntil(async () => {
+    const first = await holdMessage(customerId, ['reception@harborviewlaw.example']);
+    await holdMessage(customerId, ['it@harborviewlaw.example', 'reception@harborviewlaw.example']);
+    const handle = await client.workflow.signalWithStart<
+      typeof outageWorkflow,
+      [{ acceptedSinceLastRing: number }]
+    >('outageWorkflow', {
+      workflowId: outageWorkflowId(customerId),
+      taskQueue,
+      args: [{ customerId, runbook }],
+      signal: mailHeldSignal,
+      signalArgs: [{ acceptedSinceLastRing: 2 }],
+    });
+    const status = await eventually(
+      'status after the first ring',
+      () => handle.query(statusQuery),
+      (s) => s.heldMessages === 2,
+    );
+    assert.equal(status.phase, 'detecting');
+    assert.equal(status.doorbellRings, 1);
+
+    const described = await eventually(
+      'search attributes',
+      () => handle.describe(),
+      (d) => d.typedSearchAttributes.get(heldMessagesKey) === 2,
+    );
+    assert.equal(described.typedSearchAttributes.get(customerIdKey), customerId);
+    assert.equal(described.typedSearchAttributes.get(outagePhaseKey), 'detecting');
+    assert.deepEqual(described.typedSearchAttributes.get(mxDomainsKey), ['harborviewlaw.example']);
+
+    // Once a message is delivered to every recipient, it no longer counts as held.
+    await sql`insert into delivery_ledger (message_id, recipient, target, outcome)
+              values (${first}, 'reception@harborviewlaw.example', 'restore:mail.harborviewlaw.example:25', 'delivered')`;
+    await handle.signal(mailHeldSignal, { acceptedSinceLastRing: 1 });
+    await eventually(
+      'status after delivery',
+      () => handle.query(statusQuery),
+      (s) => s.heldMessages === 1,
+    );
+    await handle.terminate('test finished');
+  });
+});

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { after, test } from 'node:test';
+import { createSql } from '../src/store/db';
+import { migrate } from '../src/store/migrate';
+import { createObjectStore, ensureBucket } from '../src/store/objects';
+import { testConfig } from './helpers/stack';
+
+const config = testConfig();
+const sql = createSql(config);
+const objects = createObjectStore(config);
+after(() => sql.end());
+
+test('migrations are applied once; a second run is a no-op', async () => {
+  assert.deepEqual(await migrate(sql), [], 'the harness already migrated this database');
+  const tables = await sql<{ table_name: string }[]>`
+    select table_name from information_schema.tables where table_schema = 'public' order by table_name`;
+  assert.deepEqual(
+    tables.map((t) => t.table_name),
+    ['audit_event', 'delivery_ledger', 'held_message', 'held_recipient', 'schema_migration'],
+  );
+});
+
+test('concurrent migrators (ingest, worker, api starting together) do not race', async () => {
+  const results = await Promise.all([migrate(sql), migrate(sql), migrate(sql)]);
+  assert.deepEqual(results, [[], [], []]);
+});
+
+test('the delivery ledger admits one outcome per message, recipient and target', async () => {
+  const [message] = await sql<{ id: string }[]>`
+    insert into held_message (queue_id, customer_id, envelope_from, size_bytes, sha256, object_key, client_ip, helo)
+    values (${randomUUID()}, 'ledger-test', 'a@b.example', 10, ${Buffer.alloc(32)}, 'k', '127.0.0.1', 'h')
+    returning id`;
+  const row = {
+    message_id: message!.id,
+    recipient: 'r@c.example',
+    target: 'restore:mail.c.example:25',
+    outcome: 'delivered',
+  };
+  await sql`insert into delivery_ledger ${sql(row)}`;
+  await assert.rejects(
+    sql`insert into delivery_ledger ${sql(row)}`,
+    /duplicate key value violates unique constraint/,
+  );
+});
+
+test('MinIO keeps a body byte for byte, and ensureBucket is idempotent', async () => {
+  assert.equal(await ensureBucket(objects, config), false, 'the harness created the bucket');
+  const body = Buffer.from('Received: from x\r\nSubject: t\r\n\r\nbody \u00e9\r\n.\r\n', 'utf8');
+  const key = `test/${randomUUID()}.eml`;
+  await objects.putObject(config.s3.bucket, key, body, body.length);
+  const chunks: Buffer[] = [];
+  for await (const chunk of await objects.getObject(config.s3.bucket, key)) chunks.push(chunk as Buffer);
+  const back = Buffer.concat(chunks);
+  assert.equal(
+    createHash('sha256').update(back).digest('hex'),
+    createHash('sha256').update(body).digest('hex'),
+  );
+});
