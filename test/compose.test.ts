@@ -9,7 +9,10 @@ import { parseConfig } from '../src/config';
 // environment our configuration schema accepts, and must run a file the build produces.
 const ROOT = join(__dirname, '..');
 const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
-  services: Record<string, { build?: unknown; command?: string[]; environment?: Record<string, string | number> }>;
+  services: Record<
+    string,
+    { build?: unknown; command?: string[]; environment?: Record<string, string | number> }
+  >;
 };
 
 // ${VAR:-default} as compose expands it when VAR is unset.

@@ -12,7 +12,9 @@ async function main() {
   const sql = createSql(config, { max: 1 });
   try {
     const applied = await migrate(sql);
-    console.log(applied.length ? `migrations applied: ${applied.join(', ')}` : 'database schema is up to date');
+    console.log(
+      applied.length ? `migrations applied: ${applied.join(', ')}` : 'database schema is up to date',
+    );
   } finally {
     await sql.end();
   }
