@@ -1,9 +1,9 @@
 -- Held mail: one row per accepted message, one per envelope recipient. The body lives in object storage under
--- object_key; sha256 lets a restore prove it sends the bytes it accepted.
+-- object_key; sha256 lets a restore prove it sends the bytes it accepted. One message may carry recipients of
+-- two customers (both our domains), so the customer belongs to the recipient, not to the message.
 create table held_message (
   id            bigint generated always as identity primary key,
   queue_id      text        not null unique,
-  customer_id   text        not null,
   envelope_from text        not null,            -- '' for the null reverse-path <>
   size_bytes    bigint      not null check (size_bytes >= 0),
   sha256        bytea       not null,
@@ -15,13 +15,15 @@ create table held_message (
   message_id    text,                            -- the Message-ID header, for operators' searches
   subject       text
 );
-create index held_message_customer_received on held_message (customer_id, received_at);
+create index held_message_received on held_message (received_at);
 
 create table held_recipient (
-  message_id bigint not null references held_message (id) on delete cascade,
-  recipient  text   not null,
+  message_id  bigint not null references held_message (id) on delete cascade,
+  recipient   text   not null,
+  customer_id text   not null,                   -- the runbook id that owns the recipient's domain
   primary key (message_id, recipient)
 );
+create index held_recipient_customer on held_recipient (customer_id, message_id);
 
 -- The delivery ledger makes deliveries idempotent: a retried activity skips what is recorded as delivered.
 -- target says where the copy went, e.g. 'restore:mail.example.com:25' or 'forward:it@gmail.example'.

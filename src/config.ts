@@ -23,42 +23,55 @@ const hostAndPort = z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:
 
 const host = z.string().regex(/^[A-Za-z0-9.:-]+$/, 'expected a host name or IP address');
 
-export const envSchema = z.object({
-  MXF_HOSTNAME: host.default(hostname()),
-  MXF_SMTP_HOST: host.default('127.0.0.1'),
-  MXF_SMTP_PORT: port(2525),
-  MXF_API_HOST: host.default('127.0.0.1'),
-  MXF_API_PORT: port(8080),
-  MXF_RUNBOOKS: z.string().min(1).default('./runbooks'),
-  MXF_DATA_DIR: z.string().min(1).default('./.data'),
-  MXF_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
-  MXF_LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
+export const envSchema = z
+  .object({
+    MXF_HOSTNAME: host.default(hostname()),
+    MXF_SMTP_HOST: host.default('127.0.0.1'),
+    MXF_SMTP_PORT: port(2525),
+    MXF_SMTP_MAX_SIZE: positiveInt(50 * 1024 * 1024, 'bytes'),
+    MXF_SMTP_MAX_CLIENTS: positiveInt(500, 'connections'),
+    MXF_SMTP_MAX_PER_IP: positiveInt(50, 'connections from one address'),
+    MXF_TLS_CERT: z.string().min(1).optional(),
+    MXF_TLS_KEY: z.string().min(1).optional(),
+    MXF_INGEST_METRICS_PORT: port(9465),
+    MXF_DOORBELL_MS: positiveInt(1_000, 'milliseconds'),
+    MXF_RECONCILE_MS: positiveInt(60_000, 'milliseconds'),
+    MXF_API_HOST: host.default('127.0.0.1'),
+    MXF_API_PORT: port(8080),
+    MXF_RUNBOOKS: z.string().min(1).default('./runbooks'),
+    MXF_DATA_DIR: z.string().min(1).default('./.data'),
+    MXF_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    MXF_LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 
-  DATABASE_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL')
-    .optional(),
-  MXF_PG_PORT: port(5433),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL')
+      .optional(),
+    MXF_PG_PORT: port(5433),
 
-  TEMPORAL_ADDRESS: hostAndPort.default('127.0.0.1:7233'),
-  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
-  MXF_TEMPORAL_UI_PORT: port(8233),
-  MXF_TASK_QUEUE: z.string().min(1).default('mx-failover'),
+    TEMPORAL_ADDRESS: hostAndPort.default('127.0.0.1:7233'),
+    TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+    MXF_TEMPORAL_UI_PORT: port(8233),
+    MXF_TASK_QUEUE: z.string().min(1).default('mx-failover'),
 
-  MXF_S3_ENDPOINT: z
-    .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
-    .default('http://127.0.0.1:9000'),
-  MXF_S3_REGION: z.string().min(1).default('us-east-1'),
-  MXF_S3_ACCESS_KEY: z.string().min(3, 'expected at least 3 characters').default('mxfailover'),
-  MXF_S3_SECRET_KEY: z.string().min(8, 'expected at least 8 characters').default('mxfailover-dev-secret'),
-  MXF_S3_BUCKET: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 of a-z 0-9 . -)')
-    .default('held-mail'),
-  MXF_S3_CONSOLE_PORT: port(9001),
+    MXF_S3_ENDPOINT: z
+      .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
+      .default('http://127.0.0.1:9000'),
+    MXF_S3_REGION: z.string().min(1).default('us-east-1'),
+    MXF_S3_ACCESS_KEY: z.string().min(3, 'expected at least 3 characters').default('mxfailover'),
+    MXF_S3_SECRET_KEY: z.string().min(8, 'expected at least 8 characters').default('mxfailover-dev-secret'),
+    MXF_S3_BUCKET: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 of a-z 0-9 . -)')
+      .default('held-mail'),
+    MXF_S3_CONSOLE_PORT: port(9001),
 
-  MXF_SHUTDOWN_GRACE_MS: positiveInt(10_000, 'milliseconds'),
-});
+    MXF_SHUTDOWN_GRACE_MS: positiveInt(10_000, 'milliseconds'),
+  })
+  .refine((env) => (env.MXF_TLS_CERT === undefined) === (env.MXF_TLS_KEY === undefined), {
+    path: ['MXF_TLS_KEY'],
+    message: 'set MXF_TLS_CERT and MXF_TLS_KEY together, or neither (then a self-signed pair is generated)',
+  });
 
 export type Env = z.input<typeof envSchema>;
 
@@ -67,7 +80,20 @@ function toConfig(env: z.output<typeof envSchema>) {
   const s3 = new URL(env.MXF_S3_ENDPOINT);
   return {
     hostname: env.MXF_HOSTNAME,
-    smtp: { host: env.MXF_SMTP_HOST, port: env.MXF_SMTP_PORT },
+    smtp: {
+      host: env.MXF_SMTP_HOST,
+      port: env.MXF_SMTP_PORT,
+      maxSize: env.MXF_SMTP_MAX_SIZE,
+      maxClients: env.MXF_SMTP_MAX_CLIENTS,
+      maxPerIp: env.MXF_SMTP_MAX_PER_IP,
+      tls:
+        env.MXF_TLS_CERT && env.MXF_TLS_KEY
+          ? { certFile: env.MXF_TLS_CERT, keyFile: env.MXF_TLS_KEY }
+          : undefined,
+      metricsPort: env.MXF_INGEST_METRICS_PORT,
+      doorbellMs: env.MXF_DOORBELL_MS,
+      reconcileMs: env.MXF_RECONCILE_MS,
+    },
     api: { host: env.MXF_API_HOST, port: env.MXF_API_PORT },
     runbooksDir: resolve(env.MXF_RUNBOOKS),
     dataDir,

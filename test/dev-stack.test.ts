@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
+import { commitHeldMessage } from '../src/store/messages';
+import { heldMessage } from './helpers/fixtures';
 import { freePort } from './helpers/ports';
 import { alive, commandOf, descendants } from './helpers/procs';
 import { testTmp } from './helpers/stack';
@@ -61,9 +63,17 @@ function smtpBanner(port: number): Promise<string> {
 }
 
 test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data', async () => {
-  const [smtp, api, temporal, ui, minio, consolePort, pg] = (await Promise.all(
-    Array.from({ length: 7 }, freePort),
-  )) as [number, number, number, number, number, number, number];
+  const ports = await Promise.all(Array.from({ length: 8 }, freePort));
+  const [smtp, api, temporal, ui, minio, consolePort, pg, metrics] = ports as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -75,6 +85,7 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
     MXF_S3_ENDPOINT: `http://127.0.0.1:${minio}`,
     MXF_S3_CONSOLE_PORT: String(consolePort),
     MXF_PG_PORT: String(pg),
+    MXF_INGEST_METRICS_PORT: String(metrics),
     MXF_LOG_LEVEL: 'warn',
   };
 
@@ -99,8 +110,10 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
       assert.ok(first.output().includes(endpoint), `the endpoint ${endpoint} is printed`);
     }
     const sql = postgres(`postgres://postgres@127.0.0.1:${pg}/mxfailover`, { max: 1 });
-    await sql`insert into held_message (queue_id, customer_id, envelope_from, size_bytes, sha256, object_key, client_ip, helo)
-              values ('survives-restart', 'harborview-law', '', 1, ${Buffer.alloc(32)}, 'k', '127.0.0.1', 'h')`;
+    await commitHeldMessage(
+      sql,
+      heldMessage('harborview-law', ['it@harborviewlaw.example'], { queueId: 'survives-restart' }),
+    );
     await sql.end();
   } finally {
     await stopDev(first);

@@ -24,8 +24,10 @@ import {
   outagePhaseKey,
 } from '../src/domain/search-attributes';
 import { createSql } from '../src/store/db';
+import { commitHeldMessage } from '../src/store/messages';
 import { mailHeldSignal, statusQuery } from '../src/workflows/messages';
 import type { outageWorkflow } from '../src/workflows/outage';
+import { heldMessage } from './helpers/fixtures';
 import { testConfig } from './helpers/stack';
 
 // Goes through the real Temporal dev server, a real worker with the real activities, and real PostgreSQL.
@@ -55,15 +57,8 @@ after(async () => {
   await sql.end();
 });
 
-async function holdMessage(customerId: string, recipients: string[]): Promise<string> {
-  const [row] = await sql<{ id: string }[]>`
-    insert into held_message (queue_id, customer_id, envelope_from, size_bytes, sha256, object_key, client_ip, helo)
-    values (${randomUUID()}, ${customerId}, 'sender@example.net', 100, ${Buffer.alloc(32)}, 'k', '192.0.2.1', 'mx.example.net')
-    returning id`;
-  for (const r of recipients)
-    await sql`insert into held_recipient (message_id, recipient) values (${row!.id}, ${r})`;
-  return row!.id;
-}
+const holdMessage = (customerId: string, recipients: string[]) =>
+  commitHeldMessage(sql, heldMessage(customerId, recipients));
 
 async function eventually<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
   let last: T | undefined;

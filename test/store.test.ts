@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
 import { createSql } from '../src/store/db';
+import { commitHeldMessage } from '../src/store/messages';
 import { migrate } from '../src/store/migrate';
 import { createObjectStore, ensureBucket } from '../src/store/objects';
+import { heldMessage } from './helpers/fixtures';
 import { testConfig } from './helpers/stack';
 
 const config = testConfig();
@@ -27,12 +29,9 @@ test('concurrent migrators (ingest, worker, api starting together) do not race',
 });
 
 test('the delivery ledger admits one outcome per message, recipient and target', async () => {
-  const [message] = await sql<{ id: string }[]>`
-    insert into held_message (queue_id, customer_id, envelope_from, size_bytes, sha256, object_key, client_ip, helo)
-    values (${randomUUID()}, 'ledger-test', 'a@b.example', 10, ${Buffer.alloc(32)}, 'k', '127.0.0.1', 'h')
-    returning id`;
+  const id = await commitHeldMessage(sql, heldMessage('ledger-test', ['r@c.example']));
   const row = {
-    message_id: message!.id,
+    message_id: id,
     recipient: 'r@c.example',
     target: 'restore:mail.c.example:25',
     outcome: 'delivered',

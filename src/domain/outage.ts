@@ -32,7 +32,7 @@ export const outageInputSchema = z.object({
 export type OutageInput = z.input<typeof outageInputSchema>;
 
 /** The doorbell that ingest rings after committing held mail. Counts only: the ledger lives in PostgreSQL. */
-export const mailHeldSignalSchema = z.object({ acceptedSinceLastRing: z.number().int().positive() });
+export const mailHeldSignalSchema = z.object({ acceptedSinceLastRing: z.number().int().nonnegative() });
 export type MailHeld = z.infer<typeof mailHeldSignalSchema>;
 
 export interface OutageStatus {

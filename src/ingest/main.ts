@@ -1,23 +1,76 @@
+import { createServer } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
 import { loadConfigOrExit } from '../config';
 import { createLogger } from '../log';
 import { loadRunbooksOrExit } from '../runbooks/load';
+import { createSql } from '../store/db';
+import { createObjectStore } from '../store/objects';
+import { Doorbell } from './doorbell';
+import { createIngestMetrics } from './metrics';
+import { startReconciler } from './reconciler';
 import { createSmtpServer } from './smtp';
+import { loadTls } from './tls';
 
 async function main() {
   const config = loadConfigOrExit();
   const log = createLogger(config, 'ingest');
   const runbooks = await loadRunbooksOrExit(config.runbooksDir);
-  const server = createSmtpServer({ config, runbooks, log });
+  // A database that hangs must not hold a sender for minutes: fail the statement, answer 451, let them retry.
+  const sql = createSql(config, {
+    connection: { statement_timeout: 15_000, idle_in_transaction_session_timeout: 15_000 },
+  });
+  const objects = createObjectStore(config);
+  const metrics = createIngestMetrics();
+  // Lazy: ingest depends only on storage, so it starts and accepts mail while Temporal is unreachable.
+  const client = new Client({
+    connection: Connection.lazy({ address: config.temporal.address }),
+    namespace: config.temporal.namespace,
+  });
+  const doorbell = new Doorbell({ client, config, runbooks, log, metrics });
+  const stopReconciler = startReconciler({ sql, objects, config, log, doorbell });
+  const server = createSmtpServer({
+    config,
+    runbooks,
+    log,
+    sql,
+    objects,
+    metrics,
+    tls: await loadTls(config, log),
+    ring: (customerId) => doorbell.ring(customerId),
+  });
   server.on('error', (err) => log.error({ err }, 'smtp server error'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.smtp.port, config.smtp.host, () => resolve());
   });
+  // Each ingest node is its own Prometheus target, on the ops interface next to the API.
+  const metricsServer = createServer((req, res) => {
+    if (req.url !== '/metrics') return res.writeHead(404).end();
+    void metrics.registry
+      .metrics()
+      .then((text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text));
+  }).listen(config.smtp.metricsPort, config.api.host);
   log.info(
-    { host: config.smtp.host, port: config.smtp.port, customers: runbooks.length },
+    {
+      host: config.smtp.host,
+      port: config.smtp.port,
+      customers: runbooks.length,
+      metricsPort: config.smtp.metricsPort,
+    },
     'smtp ingest listening',
   );
-  const stop = () => server.close(() => process.exit(0));
+
+  const stop = () => {
+    stopReconciler();
+    doorbell.close();
+    metricsServer.close();
+    // smtp-server lets sessions in DATA finish, then answers 421 to the rest after closeTimeout.
+    server.close(() => {
+      void Promise.allSettled([sql.end({ timeout: 5 }), client.connection.close()]).then(() =>
+        process.exit(0),
+      );
+    });
+  };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 }

@@ -1,50 +1,230 @@
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import { simpleParser } from 'mailparser';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config';
 import { acceptsRecipient, type Runbook } from '../domain/runbook';
 import type { Logger } from '../log';
+import type { Sql } from '../store/db';
+import { commitHeldMessage } from '../store/messages';
+import { type ObjectStore, putBody } from '../store/objects';
+import { withTimeout } from '../timeout';
+import { BodyCheck } from './body';
+import type { IngestMetrics, RejectReason } from './metrics';
+import { newQueueId, objectKeyFor, receivedHeader, tlsDescription } from './received';
+import { replies, type SmtpReply } from './replies';
 
 export interface IngestDeps {
   config: Config;
   runbooks: Runbook[];
   log: Logger;
+  sql: Sql;
+  objects: ObjectStore;
+  metrics: IngestMetrics;
+  tls: { key: string; cert: string };
+  /** Told after each commit; never awaited before the 250. */
+  ring: (customerId: string) => void;
 }
 
-/** An SMTP reply with its code and enhanced status, as smtp-server expects errors to carry them. */
-export function smtpReply(code: number, enhanced: string, text: string): Error & { responseCode: number } {
-  return Object.assign(new Error(`${enhanced} ${text}`), { responseCode: code });
+/** RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients; past that we say 452 and the sender retries. */
+export const MAX_RECIPIENTS = 100;
+/** RFC 5321 4.5.3.2.7: wait at least 5 minutes for the next command. */
+const IDLE_TIMEOUT_MS = 5 * 60_000;
+/** A body that takes longer than this to store (a stalled object store, a client gone silent) gets a 451. */
+const STORE_TIMEOUT_MS = 10 * 60_000;
+
+const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+
+/** The relay decision (DESIGN invariant 8): only runbook domains, only listed recipients, no routing tricks. */
+export function recipientPolicy(
+  byDomain: Map<string, Runbook>,
+  address: string,
+): { runbook: Runbook } | { refuse: RejectReason } {
+  const runbook = byDomain.get(domainOf(address));
+  if (!runbook) return { refuse: 'relay_denied' };
+  // %-hack, bang paths and quoted local parts holding @ route mail to a third domain on MTAs that honour them.
+  if (/[%!@]/.test(address.slice(0, address.lastIndexOf('@')))) return { refuse: 'address_trick' };
+  if (!acceptsRecipient(runbook, address)) return { refuse: 'unknown_recipient' };
+  return { runbook };
 }
 
-/**
- * The backup MX listener. Built so far: the relay policy at RCPT time. Not built yet (issue 3): storing the
- * body. Until then DATA is answered 451 so senders keep the message and retry; nothing is ever acknowledged
- * that is not stored.
- */
-export function createSmtpServer({ config, runbooks, log }: IngestDeps): SMTPServer {
-  const byDomain = new Map(runbooks.flatMap((rb) => rb.domains.map((d) => [d, rb] as const)));
+const REFUSALS: Partial<Record<RejectReason, () => SmtpReply>> = {
+  relay_denied: replies.relayDenied,
+  address_trick: replies.addressTrick,
+  unknown_recipient: replies.unknownRecipient,
+};
+
+export function createSmtpServer(deps: IngestDeps): SMTPServer {
+  const { config, log, metrics } = deps;
+  const byDomain = new Map(deps.runbooks.flatMap((rb) => rb.domains.map((d) => [d, rb] as const)));
+  const perIp = new Map<string, number>();
+  const counted = new Set<string>();
+  const refuse = (reason: RejectReason, reply: SmtpReply) => {
+    metrics.rejected.inc({ reason });
+    return reply;
+  };
+
   return new SMTPServer({
     name: config.hostname,
-    banner: 'MX Failover backup MX',
+    banner: 'MX Failover ESMTP',
+    key: deps.tls.key,
+    cert: deps.tls.cert,
+    size: config.smtp.maxSize,
+    rejectOversized: true,
+    maxClients: config.smtp.maxClients,
+    socketTimeout: IDLE_TIMEOUT_MS,
+    closeTimeout: 30_000,
+    // An MX takes mail from anyone for its own domains: no AUTH, and no 530 for unauthenticated senders.
+    disabledCommands: ['AUTH'],
     authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
     hideENHANCEDSTATUSCODES: false,
+    // DSN and REQUIRETLS are promises about the whole path to the mailbox, which forwarding to a mailbox of the
+    // customer's choosing cannot keep; hidden, senders fall back to their own defaults.
+    hideDSN: true,
+    hideREQUIRETLS: true,
+    // No DNS round trip per connection on the hot path; the Received header carries the address.
+    disableReverseLookup: true,
     logger: false,
-    onRcptTo(address: SMTPServerAddress, _session: SMTPServerSession, callback: (err?: Error) => void) {
-      const domain = address.address.slice(address.address.lastIndexOf('@') + 1).toLowerCase();
-      const runbook = byDomain.get(domain);
-      if (!runbook)
-        return callback(
-          smtpReply(550, '5.7.1', 'relaying denied: we are not a mail exchanger for that domain'),
-        );
-      if (!acceptsRecipient(runbook, address.address))
-        return callback(smtpReply(550, '5.1.1', 'no such recipient here'));
+
+    onConnect(session, callback) {
+      const ip = session.remoteAddress;
+      const open = perIp.get(ip) ?? 0;
+      if (open >= config.smtp.maxPerIp) return callback(refuse('per_ip_limit', replies.tooManyFromYou()));
+      perIp.set(ip, open + 1);
+      counted.add(session.id);
       callback();
     },
+
+    onClose(session) {
+      if (!counted.delete(session.id)) return;
+      const open = (perIp.get(session.remoteAddress) ?? 1) - 1;
+      if (open > 0) perIp.set(session.remoteAddress, open);
+      else perIp.delete(session.remoteAddress);
+    },
+
+    onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error) => void) {
+      try {
+        const already = session.envelope.rcptTo.some(
+          (r) => r.address.toLowerCase() === address.address.toLowerCase(),
+        );
+        if (!already && session.envelope.rcptTo.length >= MAX_RECIPIENTS) {
+          metrics.rejected.inc({ reason: 'too_many_recipients' });
+          return callback(
+            Object.assign(new Error('4.5.3 Too many recipients; send the rest in another transaction'), {
+              responseCode: 452,
+            }),
+          );
+        }
+        const decision = recipientPolicy(byDomain, address.address);
+        if ('refuse' in decision) return callback(refuse(decision.refuse, REFUSALS[decision.refuse]!()));
+        callback();
+      } catch (err) {
+        log.error({ session: session.id, err }, 'RCPT handling failed');
+        callback(refuse('local_error', replies.localError()));
+      }
+    },
+
     onData(stream, session, callback) {
-      stream.on('end', () => {
-        log.warn({ session: session.id }, 'DATA refused: body storage is not built yet');
-        callback(smtpReply(451, '4.3.2', 'cannot store messages yet; please try again later'));
-      });
-      stream.resume();
+      acceptMessage(deps, byDomain, stream, session).then(
+        (reply) => callback(null, reply),
+        (err: SmtpReply) => callback(err),
+      );
     },
   });
+}
+
+/** Stream the body to object storage, commit its rows, and only then produce the 250 text; any failure throws a reply. */
+async function acceptMessage(
+  deps: IngestDeps,
+  byDomain: Map<string, Runbook>,
+  stream: Readable,
+  session: SMTPServerSession,
+): Promise<string> {
+  const { config, metrics, objects, sql } = deps;
+  const started = performance.now();
+  const receivedAt = new Date();
+  const queueId = newQueueId(receivedAt.getTime());
+  const log = deps.log.child({ session: session.id, queueId });
+  const objectKey = objectKeyFor(queueId, receivedAt);
+  const check = new BodyCheck(
+    receivedHeader(session, config.hostname, queueId, receivedAt),
+    config.smtp.maxSize,
+  );
+  // A client that vanishes mid-DATA destroys smtp-server's stream without ending ours: end ours with an error.
+  const onGone = () => {
+    if (!stream.readableEnded) check.destroy(new Error('client disconnected during DATA'));
+  };
+  stream.once('close', onGone);
+  stream.pipe(check);
+
+  try {
+    await withTimeout(
+      putBody(objects, config.s3.bucket, objectKey, check, config.smtp.maxSize),
+      STORE_TIMEOUT_MS,
+    );
+  } catch (err) {
+    stream.unpipe(check);
+    stream.resume(); // drain what is left, so smtp-server can answer
+    void removeQuietly(deps, objectKey);
+    if (check.refusal) {
+      metrics.rejected.inc({ reason: check.refusal.reason });
+      throw check.refusal.reply;
+    }
+    log.error({ err: (err as Error).message }, 'storing the body failed; answering 451');
+    metrics.rejected.inc({ reason: 'local_error' });
+    throw replies.localError();
+  } finally {
+    stream.off('close', onGone);
+  }
+
+  const body = check.result();
+  const headers = await simpleParser(body.headers, {
+    skipHtmlToText: true,
+    skipTextToHtml: true,
+    skipTextLinks: true,
+  });
+  try {
+    await commitHeldMessage(sql, {
+      queueId,
+      envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+      sizeBytes: body.storedBytes,
+      sha256: body.sha256,
+      objectKey,
+      receivedAt,
+      clientIp: session.remoteAddress,
+      helo: session.hostNameAppearsAs ?? '',
+      tls: tlsDescription(session),
+      messageId: headers.messageId ?? null,
+      subject: headers.subject ?? null,
+      recipients: session.envelope.rcptTo.map((r) => ({
+        address: r.address,
+        customerId: byDomain.get(domainOf(r.address))!.id,
+      })),
+    });
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'committing the message failed; answering 451');
+    void removeQuietly(deps, objectKey);
+    metrics.rejected.inc({ reason: 'local_error' });
+    throw replies.localError();
+  }
+
+  metrics.accepted.inc();
+  metrics.acceptedBytes.inc(body.storedBytes);
+  metrics.timeTo250.observe((performance.now() - started) / 1000);
+  log.info(
+    {
+      bytes: body.storedBytes,
+      recipients: session.envelope.rcptTo.length,
+      bareLf: body.bareLfNormalised || undefined,
+    },
+    'held',
+  );
+  const customers = new Set(session.envelope.rcptTo.map((r) => byDomain.get(domainOf(r.address))!.id));
+  for (const customerId of customers) deps.ring(customerId);
+  return `2.0.0 Ok: queued as ${queueId}`;
+}
+
+async function removeQuietly(deps: IngestDeps, key: string): Promise<void> {
+  // Best effort: if this fails too, the reconciler's orphan sweep removes the object later.
+  await deps.objects.removeObject(deps.config.s3.bucket, key).catch(() => {});
 }

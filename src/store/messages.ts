@@ -1,0 +1,50 @@
+import type { HeldMessage } from '../domain/message';
+import type { Sql } from './db';
+
+/** The message and its recipients in one transaction: a 250 follows only when this resolves. */
+export async function commitHeldMessage(sql: Sql, m: HeldMessage): Promise<string> {
+  return sql.begin(async (tx) => {
+    const [row] = await tx<{ id: string }[]>`
+      insert into held_message (queue_id, envelope_from, size_bytes, sha256, object_key, received_at,
+                                client_ip, helo, tls, message_id, subject)
+      values (${m.queueId}, ${m.envelopeFrom}, ${m.sizeBytes}, ${Buffer.from(m.sha256, 'hex')}, ${m.objectKey},
+              ${m.receivedAt}, ${m.clientIp}, ${m.helo}, ${m.tls}, ${m.messageId}, ${m.subject})
+      returning id`;
+    const rows = m.recipients.map((r) => ({
+      message_id: row!.id,
+      recipient: r.address,
+      customer_id: r.customerId,
+    }));
+    await tx`insert into held_recipient ${tx(rows)}`;
+    return row!.id;
+  });
+}
+
+const undelivered = (sql: Sql) => sql`
+  not exists (select 1 from delivery_ledger d
+              where d.message_id = r.message_id and d.recipient = r.recipient and d.outcome = 'delivered')`;
+
+/** Held messages of a customer that still have a recipient no delivery has taken care of. */
+export async function countHeldMessages(sql: Sql, customerId: string): Promise<number> {
+  const [row] = await sql<{ n: number }[]>`
+    select count(distinct r.message_id)::int as n from held_recipient r
+    where r.customer_id = ${customerId} and ${undelivered(sql)}`;
+  return row?.n ?? 0;
+}
+
+/** Customers with at least one recipient that no delivery has taken care of yet. */
+export async function customersWithHeldMail(sql: Sql): Promise<string[]> {
+  const rows = await sql<{ customer_id: string }[]>`
+    select distinct r.customer_id from held_recipient r where ${undelivered(sql)}`;
+  return rows.map((r) => r.customer_id);
+}
+
+/** Of these object keys, the ones no held message points at. */
+export async function unreferencedObjectKeys(sql: Sql, keys: string[]): Promise<string[]> {
+  if (keys.length === 0) return [];
+  const rows = await sql<
+    { object_key: string }[]
+  >`select object_key from held_message where object_key = any(${keys})`;
+  const referenced = new Set(rows.map((r) => r.object_key));
+  return keys.filter((k) => !referenced.has(k));
+}

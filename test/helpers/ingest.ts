@@ -1,0 +1,88 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { generate } from 'selfsigned';
+import { parse } from 'yaml';
+import type { Config } from '../../src/config';
+import { type Runbook, runbookSchema } from '../../src/domain/runbook';
+import { createIngestMetrics } from '../../src/ingest/metrics';
+import { createSmtpServer } from '../../src/ingest/smtp';
+import { createSql, type Sql } from '../../src/store/db';
+import { createObjectStore, type ObjectStore } from '../../src/store/objects';
+import { freePort } from './ports';
+import { testConfig } from './stack';
+
+/** A copy of an example runbook with its own id and domains, so tests sharing one database do not collide. */
+export function uniqueRunbook(example: 'harborview-law' | 'meridian-freight'): Runbook {
+  const base = runbookSchema.parse(
+    parse(readFileSync(join(__dirname, `../../runbooks/${example}.yaml`), 'utf8')),
+  );
+  const tag = randomUUID().slice(0, 8);
+  const rename = (s: string) => s.replace(/([a-z-]+)\.example$/, `$1-${tag}.example`);
+  return runbookSchema.parse({
+    ...base,
+    id: `${example}-${tag}`,
+    domains: base.domains.map(rename),
+    recipients: base.recipients === 'any' ? 'any' : base.recipients.map(rename),
+  });
+}
+
+let tlsPair: { key: string; cert: string } | undefined;
+
+export interface TestIngest {
+  port: number;
+  config: Config;
+  sql: Sql;
+  objects: ObjectStore;
+  rings: string[];
+  metrics: ReturnType<typeof createIngestMetrics>;
+  close(): Promise<void>;
+}
+
+export async function startIngest(
+  runbooks: Runbook[],
+  opts: { env?: Record<string, string>; ring?: (customerId: string) => void } = {},
+): Promise<TestIngest> {
+  const config = testConfig({ MXF_HOSTNAME: 'mx.failover.test', ...opts.env });
+  const sql = createSql(config, { connect_timeout: 2, connection: { statement_timeout: 5_000 } });
+  const objects = createObjectStore(config);
+  const metrics = createIngestMetrics();
+  tlsPair ??= await generate([{ name: 'commonName', value: 'mx.failover.test' }], { keySize: 2048 }).then(
+    (p) => ({
+      key: p.private,
+      cert: p.cert,
+    }),
+  );
+  const rings: string[] = [];
+  const server = createSmtpServer({
+    config,
+    runbooks,
+    log: pino({ level: process.env.TEST_INGEST_LOG ?? 'silent' }),
+    sql,
+    objects,
+    metrics,
+    tls: tlsPair!,
+    ring: opts.ring ?? ((id) => rings.push(id)),
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    port,
+    config,
+    sql,
+    objects,
+    rings,
+    metrics,
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await sql.end({ timeout: 1 });
+    },
+  };
+}
+
+export async function readObject(objects: ObjectStore, bucket: string, key: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await objects.getObject(bucket, key)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

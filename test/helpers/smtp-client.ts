@@ -1,0 +1,76 @@
+import { connect, type Socket } from 'node:net';
+
+// A bare SMTP client for the cases real clients refuse to produce: bare CR/LF, NUL, smuggling sequences,
+// routing tricks. It speaks the protocol as written in RFC 5321, one reply at a time.
+export class RawSmtp {
+  private buffer = '';
+  private waiters: ((reply: string) => void)[] = [];
+  private constructor(private readonly socket: Socket) {
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      this.buffer += d;
+      this.drain();
+    });
+  }
+
+  static async open(port: number): Promise<{ client: RawSmtp; greeting: string }> {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const client = new RawSmtp(socket);
+    return { client, greeting: await client.reply() };
+  }
+
+  private drain() {
+    // A reply is complete at a line whose fourth character is a space ("250 ok"), not a dash ("250-PIPELINING").
+    for (;;) {
+      const lines = this.buffer.split('\r\n');
+      const end = lines.findIndex((l, i) => i < lines.length - 1 && /^\d{3}( |$)/.test(l));
+      if (end === -1 || this.waiters.length === 0) return;
+      const reply = lines.slice(0, end + 1).join('\r\n');
+      this.buffer = lines.slice(end + 1).join('\r\n');
+      this.waiters.shift()!(reply);
+    }
+  }
+
+  reply(): Promise<string> {
+    return new Promise((resolve) => {
+      this.waiters.push(resolve);
+      this.drain();
+    });
+  }
+
+  /** Sends raw bytes (include the CRLF yourself) and waits for one reply. */
+  async send(bytes: string | Buffer): Promise<string> {
+    const reply = this.reply();
+    this.socket.write(bytes);
+    return reply;
+  }
+
+  write(bytes: string | Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  close(): void {
+    this.socket.end('QUIT\r\n');
+  }
+}
+
+/** EHLO, MAIL, RCPTs, DATA: returns each reply, stopping at the first refusal. */
+export async function transaction(
+  port: number,
+  opts: { from: string; to: string[]; data?: Buffer | string },
+) {
+  const { client } = await RawSmtp.open(port);
+  try {
+    const ehlo = await client.send('EHLO client.test\r\n');
+    const mail = await client.send(`MAIL FROM:<${opts.from}>\r\n`);
+    const rcpts: string[] = [];
+    for (const to of opts.to) rcpts.push(await client.send(`RCPT TO:<${to}>\r\n`));
+    if (opts.data === undefined || !rcpts.some((r) => r.startsWith('250'))) return { ehlo, mail, rcpts };
+    const data = await client.send('DATA\r\n');
+    const end = await client.send(Buffer.concat([Buffer.from(opts.data), Buffer.from('\r\n.\r\n')]));
+    return { ehlo, mail, rcpts, data, end };
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,290 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import nodemailer from 'nodemailer';
+import { MAX_RECIPIENTS } from '../src/ingest/smtp';
+import { readObject, startIngest, type TestIngest, uniqueRunbook } from './helpers/ingest';
+import { RawSmtp, transaction } from './helpers/smtp-client';
+
+const law = uniqueRunbook('harborview-law');
+const freight = uniqueRunbook('meridian-freight');
+const lawDomain = law.domains[0]!;
+const reception = (law.recipients as string[])[0]!;
+const anyFreight = (local: string) => `${local}@${freight.domains[0]}`;
+let ingest: TestIngest;
+
+before(async () => {
+  ingest = await startIngest([law, freight], { env: { MXF_SMTP_MAX_SIZE: String(64 * 1024) } });
+});
+after(() => ingest.close());
+
+const queueIdOf = (reply: string) => /queued as ([0-9A-Z]+)/.exec(reply)?.[1];
+
+async function heldRow(queueId: string) {
+  const [row] = await ingest.sql<
+    {
+      id: string;
+      object_key: string;
+      sha256: Buffer;
+      size_bytes: string;
+      message_id: string;
+      subject: string;
+      tls: string | null;
+      helo: string;
+      envelope_from: string;
+    }[]
+  >`select * from held_message where queue_id = ${queueId}`;
+  return row;
+}
+
+async function heldCount(): Promise<number> {
+  const [row] = await ingest.sql<{ n: number }[]>`
+    select count(distinct message_id)::int as n from held_recipient where customer_id in (${law.id}, ${freight.id})`;
+  return row!.n;
+}
+
+test('EHLO advertises what an MX should, and neither AUTH nor DSN', async () => {
+  const { client, greeting } = await RawSmtp.open(ingest.port);
+  const ehlo = await client.send('EHLO client.test\r\n');
+  client.close();
+  assert.match(greeting, /^220 mx\.failover\.test /);
+  for (const ext of ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'SIZE 65536', 'ENHANCEDSTATUSCODES', 'STARTTLS']) {
+    assert.match(ehlo, new RegExp(`^250[- ]${ext}$`, 'm'), ext);
+  }
+  for (const ext of ['AUTH', 'DSN', 'REQUIRETLS'])
+    assert.doesNotMatch(ehlo, new RegExp(`^250[- ]${ext}`, 'm'), ext);
+});
+
+test('nodemailer: the stored object is the sent bytes plus our Received header, and the rows are committed', async () => {
+  const raw = Buffer.from(
+    [
+      'From: Court Clerk <clerk@court.example>',
+      `To: ${reception}`,
+      'Subject: =?UTF-8?Q?Hearing_moved_to_Tuesday_=E2=80=93_room_4?=',
+      'Message-ID: <hearing-42@court.example>',
+      'Date: Fri, 27 Nov 2026 09:00:00 +0000',
+      'DKIM-Signature: v=1; a=rsa-sha256; d=court.example; s=s1; bh=x; b=y',
+      '',
+      'The hearing is moved. Caf\u00e9 downstairs.',
+      '.leading dot line',
+      '',
+    ].join('\r\n'),
+    'utf8',
+  );
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port: ingest.port,
+    secure: false,
+    ignoreTLS: true,
+  });
+  const info = await transport.sendMail({ envelope: { from: 'clerk@court.example', to: [reception] }, raw });
+  const queueId = queueIdOf(info.response);
+  assert.ok(queueId, info.response);
+  assert.match(info.response, /^250 2\.0\.0 Ok: queued as /);
+
+  const row = await heldRow(queueId);
+  assert.ok(row, 'held_message row');
+  const stored = await readObject(ingest.objects, ingest.config.s3.bucket, row.object_key);
+  const headerEnd = stored.indexOf('\r\n', stored.indexOf('; ')) + 2;
+  const received = stored.subarray(0, headerEnd).toString();
+  assert.ok(
+    stored.subarray(headerEnd).equals(raw),
+    'the message bytes are stored unchanged after our header',
+  );
+  assert.match(
+    received,
+    /^Received: from \S+ \(\[127\.0\.0\.1\]\)\r\n\tby mx\.failover\.test \(MX Failover\) with ESMTP id /,
+  );
+  assert.ok(received.includes(`id ${queueId}`));
+  assert.ok(received.includes(`for <${reception}>;`));
+  assert.equal(row.sha256.toString('hex'), createHash('sha256').update(stored).digest('hex'));
+  assert.equal(Number(row.size_bytes), stored.length);
+  assert.equal(row.message_id, '<hearing-42@court.example>');
+  assert.equal(row.subject, 'Hearing moved to Tuesday \u2013 room 4');
+  assert.equal(row.envelope_from, 'clerk@court.example');
+  assert.equal(row.tls, null);
+  const recipients =
+    await ingest.sql`select recipient, customer_id from held_recipient where message_id = ${row.id}`;
+  assert.deepEqual([...recipients], [{ recipient: reception, customer_id: law.id }]);
+  assert.ok(ingest.rings.includes(law.id), 'the doorbell is rung after the commit');
+});
+
+// swaks runs asynchronously: the server under test lives in this process and must keep answering.
+function swaks(...args: string[]): Promise<{ status: number; stdout: string }> {
+  const base = [
+    '--server',
+    `127.0.0.1:${ingest.port}`,
+    '--helo',
+    'client.test',
+    '--from',
+    'sender@elsewhere.example',
+  ];
+  return new Promise((resolve) => {
+    execFile('swaks', [...base, ...args], { timeout: 30_000 }, (err, stdout) =>
+      resolve({ status: err ? Number(err.code ?? 1) : 0, stdout }),
+    );
+  });
+}
+
+test('swaks over STARTTLS: accepted, and the TLS version and cipher are recorded', async () => {
+  const run = await swaks('--tls', '--to', reception, '--header', 'Subject: over tls');
+  assert.equal(run.status, 0, run.stdout);
+  const queueId = queueIdOf(run.stdout);
+  assert.ok(queueId, run.stdout);
+  const row = await heldRow(queueId);
+  assert.match(row!.tls ?? '', /^version=TLSv1\.[23] cipher=TLS_/);
+});
+
+test('RCPT: a foreign domain is relay denied, an unlisted mailbox is unknown, both at RCPT time', async () => {
+  const r = await transaction(ingest.port, {
+    from: 'spammer@bad.example',
+    to: ['victim@gmail.example', `partner@${lawDomain}`, reception],
+  });
+  assert.match(r.rcpts[0]!, /^550 5\.7\.1 Relaying denied/);
+  assert.match(r.rcpts[1]!, /^550 5\.1\.1 /);
+  assert.match(r.rcpts[2]!, /^250 /);
+});
+
+test('RCPT: swaks to a foreign domain is refused with 550 5.7.1', async () => {
+  const run = await swaks('--to', 'someone@foreign.example');
+  assert.notEqual(run.status, 0);
+  assert.match(run.stdout, /<\*\* 550 5\.7\.1 Relaying denied/);
+});
+
+test('RCPT: address tricks aimed at foreign domains are refused, even on a recipients: any domain', async () => {
+  const tricks = [
+    anyFreight('nobody%foreign.example'), // percent hack
+    anyFreight('foreign.example!nobody'), // bang path
+    `@${freight.domains[0]}:nobody@foreign.example`, // source route
+    `"nobody@foreign.example"@${freight.domains[0]}`, // quoted local part holding @
+    'nobody@[127.0.0.1]', // IP literal
+    `nobody@${freight.domains[0]}.foreign.example`, // our domain as a prefix of another
+  ];
+  for (const address of tricks) {
+    const r = await transaction(ingest.port, { from: 'x@bad.example', to: [address] });
+    assert.match(r.rcpts[0]!, /^5\d\d /, `${address} must be refused, got ${r.rcpts[0]}`);
+  }
+  const ok = await transaction(ingest.port, { from: 'x@bad.example', to: [anyFreight('Dispatch')] });
+  assert.match(ok.rcpts[0]!, /^250 /, 'an ordinary mailbox of a recipients: any domain is accepted');
+});
+
+test(`more than ${MAX_RECIPIENTS} recipients: the excess gets 452 4.5.3 and the message is held for the first ${MAX_RECIPIENTS}`, async () => {
+  const to = Array.from({ length: MAX_RECIPIENTS + 1 }, (_, i) => anyFreight(`user${i}`));
+  const r = await transaction(ingest.port, {
+    from: 'list@news.example',
+    to,
+    data: 'Subject: many\r\n\r\nhi',
+  });
+  assert.equal(r.rcpts.filter((x) => x.startsWith('250 ')).length, MAX_RECIPIENTS);
+  assert.match(r.rcpts[MAX_RECIPIENTS]!, /^452 4\.5\.3 /);
+  const queueId = queueIdOf(r.end!);
+  assert.ok(queueId, r.end);
+  const row = await heldRow(queueId);
+  const [{ n }] =
+    (await ingest.sql`select count(*)::int as n from held_recipient where message_id = ${row!.id}`) as unknown as [
+      { n: number },
+    ];
+  assert.equal(n, MAX_RECIPIENTS);
+});
+
+test('SIZE: a declared size over the limit is refused at MAIL, an undeclared one while streaming, and nothing is kept', async () => {
+  const before = await heldCount();
+  const { client } = await RawSmtp.open(ingest.port);
+  await client.send('EHLO c\r\n');
+  assert.match(await client.send('MAIL FROM:<big@sender.example> SIZE=100000\r\n'), /^552 5\.3\.4 /);
+  client.close();
+  const body = `Subject: big\r\n\r\n${'x'.repeat(998)}\r\n`.repeat(80);
+  const r = await transaction(ingest.port, { from: 'big@sender.example', to: [reception], data: body });
+  assert.match(r.end!, /^552 5\.3\.4 /);
+  assert.equal(await heldCount(), before, 'no row for the oversize message');
+});
+
+test('bare LF is normalised to CRLF; bare CR and NUL are refused with 550 5.6.0', async () => {
+  const lf = await transaction(ingest.port, {
+    from: 'a@b.example',
+    to: [reception],
+    data: 'Subject: lf\n\nline one\nline two',
+  });
+  const queueId = queueIdOf(lf.end!);
+  assert.ok(queueId, lf.end);
+  const stored = await readObject(
+    ingest.objects,
+    ingest.config.s3.bucket,
+    (await heldRow(queueId))!.object_key,
+  );
+  assert.ok(
+    stored.toString().endsWith('Subject: lf\r\n\r\nline one\r\nline two\r\n'),
+    JSON.stringify(stored.toString()),
+  );
+
+  const before = await heldCount();
+  const cr = await transaction(ingest.port, {
+    from: 'a@b.example',
+    to: [reception],
+    data: 'Subject: cr\r\n\r\nbad\rline',
+  });
+  assert.match(cr.end!, /^550 5\.6\.0 .*bare CR/);
+  const nul = await transaction(ingest.port, {
+    from: 'a@b.example',
+    to: [reception],
+    data: 'Subject: nul\r\n\r\nbad\0line',
+  });
+  assert.match(nul.end!, /^550 5\.6\.0 .*NUL/);
+  assert.equal(await heldCount(), before);
+});
+
+test('SMTP smuggling: no end-of-data variant other than <CRLF>.<CRLF> ends a message, so nothing is smuggled', async () => {
+  const smuggled = (eod: string) =>
+    `Subject: outer\r\n\r\nhello${eod}MAIL FROM:<ceo@${lawDomain}>\r\nRCPT TO:<${reception}>\r\nDATA\r\nSubject: smuggled\r\n\r\nwire the money`;
+  const vectors = ['\n.\n', '\n.\r\n', '\r.\r\n', '\r\n.\r', '\r.\n', '\n.\r', '\r\n\x00.\r\n'];
+  for (const eod of vectors) {
+    const before = await heldCount();
+    const { client } = await RawSmtp.open(ingest.port);
+    await client.send('EHLO c\r\n');
+    await client.send('MAIL FROM:<a@b.example>\r\n');
+    await client.send(`RCPT TO:<${reception}>\r\n`);
+    await client.send('DATA\r\n');
+    const end = await client.send(`${smuggled(eod)}\r\n.\r\n`);
+    // Whatever follows must be a fresh command: a smuggled transaction would have produced more replies.
+    const next = await client.send('NOOP\r\n');
+    client.close();
+    assert.match(
+      next,
+      /^250 /,
+      `vector ${JSON.stringify(eod)}: the session is in command state after one message`,
+    );
+    const after = await heldCount();
+    if (end.startsWith('250'))
+      assert.equal(after, before + 1, `vector ${JSON.stringify(eod)}: exactly one message`);
+    else {
+      assert.match(end, /^550 5\.6\.0 /, `vector ${JSON.stringify(eod)}`);
+      assert.equal(after, before, `vector ${JSON.stringify(eod)}: nothing held`);
+    }
+  }
+});
+
+test('per-IP connection limit answers 421 4.7.0', async () => {
+  const limited = await startIngest([law], { env: { MXF_SMTP_MAX_PER_IP: '2' } });
+  try {
+    const a = await RawSmtp.open(limited.port);
+    const b = await RawSmtp.open(limited.port);
+    const c = await RawSmtp.open(limited.port);
+    assert.match(a.greeting, /^220 /);
+    assert.match(b.greeting, /^220 /);
+    assert.match(c.greeting, /^421 4\.7\.0 /);
+    for (const x of [a, b, c]) x.client.close();
+  } finally {
+    await limited.close();
+  }
+});
+
+test('metrics count accepted messages, bytes, refusals by reason and time to 250', async () => {
+  const text = await ingest.metrics.registry.metrics();
+  const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? 'NaN');
+  assert.ok(value(/^mxf_smtp_accepted_total (\d+)/m) >= 3);
+  assert.ok(value(/^mxf_smtp_accepted_bytes_total (\d+)/m) > 0);
+  assert.ok(value(/^mxf_smtp_rejected_total\{reason="relay_denied"\} (\d+)/m) >= 1);
+  assert.ok(value(/^mxf_smtp_rejected_total\{reason="bare_cr"\} (\d+)/m) >= 1);
+  assert.ok(value(/^mxf_smtp_time_to_250_seconds_count (\d+)/m) >= 3);
+});
