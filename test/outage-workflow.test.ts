@@ -3,18 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, Connection, Client as TemporalClient } from '@temporalio/client';
-import {
-  bundleWorkflowCode,
-  NativeConnection,
-  Runtime,
-  Worker,
-  type WorkflowBundleWithSourceMap,
-} from '@temporalio/worker';
-import pino from 'pino';
 import { parse } from 'yaml';
-import { createActivities } from '../src/activities';
 import { outageWorkflowId } from '../src/domain/outage';
 import { runbookSchema } from '../src/domain/runbook';
 import {
@@ -27,8 +17,10 @@ import { createSql } from '../src/store/db';
 import { commitHeldMessage } from '../src/store/messages';
 import { mailHeldSignal, statusQuery } from '../src/workflows/messages';
 import type { outageWorkflow } from '../src/workflows/outage';
+import { eventually } from './helpers/eventually';
 import { heldMessage } from './helpers/fixtures';
 import { testConfig } from './helpers/stack';
+import { withWorker } from './helpers/temporal';
 
 // Goes through the real Temporal dev server, a real worker with the real activities, and real PostgreSQL.
 const config = testConfig();
@@ -38,49 +30,24 @@ const runbook = runbookSchema.parse(
 );
 let client: Client;
 let connection: Connection;
-let nativeConnection: NativeConnection;
-let bundle: WorkflowBundleWithSourceMap;
 
 before(async () => {
-  Runtime.install({ logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
-  bundle = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../src/workflows'),
-    logger: Runtime.instance().logger,
-  });
   connection = await Connection.connect({ address: config.temporal.address });
   client = new TemporalClient({ connection, namespace: config.temporal.namespace });
-  nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
 });
 after(async () => {
   await connection?.close();
-  await nativeConnection?.close();
   await sql.end();
 });
 
 const holdMessage = (customerId: string, recipients: string[]) =>
   commitHeldMessage(sql, heldMessage(customerId, recipients));
 
-async function eventually<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
-  let last: T | undefined;
-  for (let i = 0; i < 100; i++) {
-    last = await read();
-    if (ok(last)) return last;
-    await sleep(100);
-  }
-  assert.fail(`${what}: last value ${JSON.stringify(last)}`);
-}
-
 test('a doorbell starts the outage workflow, which counts held mail from PostgreSQL and indexes it', async () => {
   const taskQueue = `test-${randomUUID()}`;
   const customerId = `harborview-law-${randomUUID().slice(0, 8)}`;
-  const worker = await Worker.create({
-    connection: nativeConnection,
-    namespace: config.temporal.namespace,
-    taskQueue,
-    workflowBundle: bundle,
-    activities: createActivities({ sql, log: pino({ level: 'silent' }) }),
-  });
-  await worker.runUntil(async () => {
+  const { address, namespace } = config.temporal;
+  await withWorker({ address, namespace, taskQueue, sql }, async () => {
     const first = await holdMessage(customerId, ['reception@harborviewlaw.example']);
     await holdMessage(customerId, ['it@harborviewlaw.example', 'reception@harborviewlaw.example']);
     const handle = await client.workflow.signalWithStart<

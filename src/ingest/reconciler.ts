@@ -14,7 +14,11 @@ import type { Doorbell } from './doorbell';
 
 const ORPHAN_AGE_MS = 15 * 60_000;
 
-export async function reconcile(deps: { sql: Sql; doorbell: Doorbell; log: Logger }): Promise<string[]> {
+export async function reconcile(deps: {
+  sql: Sql;
+  doorbell: Pick<Doorbell, 'ring'>;
+  log: Logger;
+}): Promise<string[]> {
   const customers = await customersWithHeldMail(deps.sql);
   for (const customerId of customers) deps.doorbell.ring(customerId, 0);
   if (customers.length)

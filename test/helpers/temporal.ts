@@ -1,0 +1,45 @@
+import {
+  bundleWorkflowCode,
+  NativeConnection,
+  Runtime,
+  Worker,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
+import pino from 'pino';
+import { createActivities } from '../../src/activities';
+import type { Sql } from '../../src/store/db';
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+
+/** The workflow bundle, built once per test file (webpack takes seconds). */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= (async () => {
+    Runtime.install({ logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
+    return bundleWorkflowCode({
+      workflowsPath: require.resolve('../../src/workflows'),
+      logger: Runtime.instance().logger,
+    });
+  })();
+  return bundle;
+}
+
+/** Runs `fn` while a real worker with the real activities polls `taskQueue`. */
+export async function withWorker<T>(
+  opts: { address: string; namespace: string; taskQueue: string; sql: Sql },
+  fn: () => Promise<T>,
+): Promise<T> {
+  const bundle = await workflowBundle(); // first: it installs the Runtime, which a connection would instantiate
+  const connection = await NativeConnection.connect({ address: opts.address });
+  try {
+    const worker = await Worker.create({
+      connection,
+      namespace: opts.namespace,
+      taskQueue: opts.taskQueue,
+      workflowBundle: bundle,
+      activities: createActivities({ sql: opts.sql, log: pino({ level: 'silent' }) }),
+    });
+    return await worker.runUntil(fn);
+  } finally {
+    await connection.close();
+  }
+}
