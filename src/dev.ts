@@ -150,7 +150,8 @@ async function main() {
     const [host] = config.temporal.address.split(':');
     say('MX Failover is up:');
     say(`  SMTP ingest (backup MX)  smtp://${config.smtp.host}:${config.smtp.port}`);
-    say(`  Ops API                  http://${config.api.host}:${config.api.port}  (GET /healthz)`);
+    say(`  Ops API                  http://${config.api.host}:${config.api.port}  (GET /healthz, /metrics)`);
+    say(`  Ingest metrics           http://${config.api.host}:${config.smtp.metricsPort}/metrics`);
     say(`  Temporal frontend        ${config.temporal.address}  namespace ${config.temporal.namespace}`);
     say(`  Temporal Web UI          http://${host}:${config.temporal.uiPort}`);
     say(`  MinIO S3                 ${config.s3.url}  bucket ${config.s3.bucket}`);

@@ -5,9 +5,12 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection } from '@temporalio/client';
+import nodemailer from 'nodemailer';
 import postgres from 'postgres';
-import { commitHeldMessage } from '../src/store/messages';
-import { heldMessage } from './helpers/fixtures';
+import { outageWorkflowId } from '../src/domain/outage';
+import { statusQuery } from '../src/workflows/messages';
+import { eventually } from './helpers/eventually';
 import { freePort } from './helpers/ports';
 import { alive, commandOf, descendants } from './helpers/procs';
 import { testTmp } from './helpers/stack';
@@ -89,6 +92,7 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
     MXF_LOG_LEVEL: 'warn',
   };
 
+  let queueId = '';
   const first = await startDev(env);
   try {
     const health = await fetch(`http://127.0.0.1:${api}/healthz`);
@@ -109,12 +113,33 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
     ]) {
       assert.ok(first.output().includes(endpoint), `the endpoint ${endpoint} is printed`);
     }
-    const sql = postgres(`postgres://postgres@127.0.0.1:${pg}/mxfailover`, { max: 1 });
-    await commitHeldMessage(
-      sql,
-      heldMessage('harborview-law', ['it@harborviewlaw.example'], { queueId: 'survives-restart' }),
-    );
-    await sql.end();
+    // End to end: SMTP in, held in MinIO and PostgreSQL, the doorbell starts the outage workflow, the dev
+    // worker runs it and its activity counts the message.
+    const transport = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: smtp,
+      secure: false,
+      ignoreTLS: true,
+    });
+    const info = await transport.sendMail({
+      envelope: { from: 'clerk@court.example', to: ['reception@harborviewlaw.example'] },
+      raw: 'Subject: during the outage\r\n\r\nPlease hold.\r\n',
+    });
+    queueId = /queued as (\w+)/.exec(info.response)![1]!;
+    const ingestMetrics = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
+    assert.match(ingestMetrics, /^mxf_smtp_accepted_total 1$/m);
+    const connection = await Connection.connect({ address: `127.0.0.1:${temporal}` });
+    try {
+      const handle = new Client({ connection }).workflow.getHandle(outageWorkflowId('harborview-law'));
+      await eventually(
+        'the outage workflow counts the message',
+        () => handle.query(statusQuery),
+        (s) => s.heldMessages === 1,
+        30_000,
+      );
+    } finally {
+      await connection.close();
+    }
   } finally {
     await stopDev(first);
   }
@@ -123,7 +148,7 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
   try {
     assert.match(second.output(), /database schema is up to date/);
     const sql = postgres(`postgres://postgres@127.0.0.1:${pg}/mxfailover`, { max: 1 });
-    const rows = await sql`select queue_id from held_message where queue_id = 'survives-restart'`;
+    const rows = await sql`select queue_id from held_message where queue_id = ${queueId}`;
     await sql.end();
     assert.equal(rows.length, 1, 'held mail survives a restart of npm run dev');
   } finally {

@@ -69,3 +69,12 @@ test('unknown routes answer JSON with a stable error code', async () => {
   assert.equal(res.statusCode, 404);
   assert.equal(res.json().error.code, 'NOT_FOUND');
 });
+
+test('GET /metrics serves Prometheus text, counting requests by route', async () => {
+  const app = await api(testConfig());
+  await app.inject({ method: 'GET', url: '/healthz' });
+  const res = await app.inject({ method: 'GET', url: '/metrics' });
+  assert.equal(res.statusCode, 200);
+  assert.match(res.headers['content-type'] as string, /^text\/plain/);
+  assert.match(res.body, /^mxf_api_requests_total\{route="\/healthz",code="200"\} 1$/m);
+});

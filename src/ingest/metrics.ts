@@ -36,7 +36,10 @@ export function createIngestMetrics() {
     timeTo250: new Histogram({
       name: 'mxf_smtp_time_to_250_seconds',
       help: 'From the start of DATA to the 250: body stored in object storage and rows committed',
-      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      buckets: [
+        0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5,
+        10,
+      ],
       registers: [registry],
     }),
     doorbell: new Counter({
