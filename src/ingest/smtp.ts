@@ -1,6 +1,5 @@
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import { simpleParser } from 'mailparser';
 import {
   SMTPServer,
   type SMTPServerAddress,
@@ -15,6 +14,7 @@ import { commitHeldMessage } from '../store/messages';
 import { type ObjectStore, putBody } from '../store/objects';
 import { withTimeout } from '../timeout';
 import { BodyCheck } from './body';
+import { searchableHeaders } from './headers';
 import type { IngestMetrics, RejectReason } from './metrics';
 import { newQueueId, objectKeyFor, receivedHeader, tlsDescription } from './received';
 import { replies, type SmtpReply } from './replies';
@@ -187,11 +187,7 @@ async function acceptMessage(
   }
 
   const body = check.result();
-  const headers = await simpleParser(body.headers, {
-    skipHtmlToText: true,
-    skipTextToHtml: true,
-    skipTextLinks: true,
-  });
+  const headers = searchableHeaders(body.headers);
   try {
     await commitHeldMessage(sql, {
       queueId,
@@ -203,8 +199,8 @@ async function acceptMessage(
       clientIp: session.remoteAddress,
       helo: session.hostNameAppearsAs ?? '',
       tls: tlsDescription(session),
-      messageId: headers.messageId ?? null,
-      subject: headers.subject ?? null,
+      messageId: headers.messageId,
+      subject: headers.subject,
       recipients: session.envelope.rcptTo.map((r) => ({
         address: r.address,
         customerId: byDomain.get(domainOf(r.address))!.id,

@@ -1,23 +1,23 @@
 import type { HeldMessage } from '../domain/message';
 import type { Sql } from './db';
 
-/** The message and its recipients in one transaction: a 250 follows only when this resolves. */
+/**
+ * The message and its recipients, atomically: one statement (a data-modifying CTE is one implicit transaction),
+ * one round trip instead of BEGIN, two INSERTs and COMMIT. A 250 follows only when this resolves.
+ */
 export async function commitHeldMessage(sql: Sql, m: HeldMessage): Promise<string> {
-  return sql.begin(async (tx) => {
-    const [row] = await tx<{ id: string }[]>`
+  const [row] = await sql<{ message_id: string }[]>`
+    with message as (
       insert into held_message (queue_id, envelope_from, size_bytes, sha256, object_key, received_at,
                                 client_ip, helo, tls, message_id, subject)
       values (${m.queueId}, ${m.envelopeFrom}, ${m.sizeBytes}, ${Buffer.from(m.sha256, 'hex')}, ${m.objectKey},
               ${m.receivedAt}, ${m.clientIp}, ${m.helo}, ${m.tls}, ${m.messageId}, ${m.subject})
-      returning id`;
-    const rows = m.recipients.map((r) => ({
-      message_id: row!.id,
-      recipient: r.address,
-      customer_id: r.customerId,
-    }));
-    await tx`insert into held_recipient ${tx(rows)}`;
-    return row!.id;
-  });
+      returning id)
+    insert into held_recipient (message_id, recipient, customer_id)
+    select message.id, r.address, r."customerId"
+    from message, jsonb_to_recordset(${sql.json(m.recipients)}) as r (address text, "customerId" text)
+    returning message_id`;
+  return row!.message_id;
 }
 
 const undelivered = (sql: Sql) => sql`
