@@ -31,6 +31,11 @@ export const envSchema = z
     MXF_SMTP_MAX_SIZE: positiveInt(50 * 1024 * 1024, 'bytes'),
     MXF_SMTP_MAX_CLIENTS: positiveInt(500, 'connections'),
     MXF_SMTP_MAX_PER_IP: positiveInt(50, 'connections from one address'),
+    MXF_SMTP_GREET_PAUSE_MS: z
+      .string()
+      .default('0')
+      .refine((v) => /^\d+$/.test(v) && Number(v) <= 30_000, 'expected milliseconds, 0-30000')
+      .transform(Number),
     MXF_TLS_CERT: z.string().min(1).optional(),
     MXF_TLS_KEY: z.string().min(1).optional(),
     MXF_INGEST_METRICS_PORT: port(9465),
@@ -86,6 +91,7 @@ function toConfig(env: z.output<typeof envSchema>) {
       maxSize: env.MXF_SMTP_MAX_SIZE,
       maxClients: env.MXF_SMTP_MAX_CLIENTS,
       maxPerIp: env.MXF_SMTP_MAX_PER_IP,
+      greetPauseMs: env.MXF_SMTP_GREET_PAUSE_MS,
       tls:
         env.MXF_TLS_CERT && env.MXF_TLS_KEY
           ? { certFile: env.MXF_TLS_CERT, keyFile: env.MXF_TLS_KEY }

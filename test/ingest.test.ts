@@ -279,6 +279,28 @@ test('per-IP connection limit answers 421 4.7.0', async () => {
   }
 });
 
+test('the greeting comes at once by default; with MXF_SMTP_GREET_PAUSE_MS an early talker gets 421', async () => {
+  const started = Date.now();
+  const { client, greeting } = await RawSmtp.open(ingest.port);
+  client.close();
+  assert.match(greeting, /^220 /);
+  assert.ok(Date.now() - started < 80, `greeting after ${Date.now() - started} ms`);
+
+  const paused = await startIngest([law], { env: { MXF_SMTP_GREET_PAUSE_MS: '400' } });
+  try {
+    const polite = Date.now();
+    const waited = await RawSmtp.open(paused.port);
+    assert.match(waited.greeting, /^220 /);
+    assert.ok(Date.now() - polite >= 380, 'the greeting waits for the pause');
+    waited.client.close();
+    const early = await RawSmtp.connectOnly(paused.port);
+    const reply = await early.send('EHLO spambot.example\r\n');
+    assert.match(reply, /^421 .*talk too soon/);
+  } finally {
+    await paused.close();
+  }
+});
+
 test('metrics count accepted messages, bytes, refusals by reason and time to 250', async () => {
   const text = await ingest.metrics.registry.metrics();
   const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? 'NaN');

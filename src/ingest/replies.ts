@@ -1,8 +1,5 @@
-import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
-
-// SMTP replies with the enhanced status code we choose. smtp-server derives the enhanced code from the reply code
-// alone (550 always becomes 5.1.1), so "relaying denied" could not say 5.7.1. Replies built here carry their
-// enhanced code at the start of the text; the patch below sends it as the enhanced code instead of adding one.
+// SMTP replies with the enhanced status code we choose, at the start of the text; see smtp-server-patches.ts for
+// why smtp-server sends it as the enhanced code instead of adding one of its own.
 
 export type SmtpReply = Error & { responseCode: number };
 
@@ -28,17 +25,3 @@ export const replies = {
   localError: () =>
     smtpReply(451, '4.3.0', 'Local error in processing; the message was not stored, please try again later'),
 };
-
-const ENHANCED_AT_START = /^([245])\.\d{1,3}\.\d{1,3} /;
-type Send = (this: unknown, code: number, data?: unknown, context?: unknown) => unknown;
-const proto = SMTPConnection.prototype as unknown as { send: Send; __mxfPatched?: boolean };
-if (!proto.__mxfPatched) {
-  const send = proto.send;
-  proto.send = function (code, data, context) {
-    const match = typeof data === 'string' && ENHANCED_AT_START.exec(data);
-    // context false tells smtp-server to add no enhanced code of its own; ours stays at the start of the text.
-    if (match && match[1] === String(code)[0]) return send.call(this, code, data, false);
-    return send.call(this, code, data, context);
-  };
-  proto.__mxfPatched = true;
-}

@@ -18,6 +18,8 @@ import { searchableHeaders } from './headers';
 import type { IngestMetrics, RejectReason } from './metrics';
 import { newQueueId, objectKeyFor, receivedHeader, tlsDescription } from './received';
 import { replies, type SmtpReply } from './replies';
+import type { GreetPauseOption } from './smtp-server-patches';
+import './smtp-server-patches';
 
 export interface IngestDeps {
   config: Config;
@@ -69,7 +71,8 @@ export function createSmtpServer(deps: IngestDeps): SMTPServer {
     return reply;
   };
 
-  const options: SMTPServerOptions & { noDelay: boolean } = {
+  const options: SMTPServerOptions & GreetPauseOption & { noDelay: boolean } = {
+    greetPauseMs: config.smtp.greetPauseMs,
     // smtp-server hands its options to net.createServer. Without TCP_NODELAY, Nagle's algorithm holds back a
     // reply written in two pieces until the client's delayed ACK (40 ms), several times per message.
     noDelay: true,

@@ -20,6 +20,13 @@ export class RawSmtp {
     return { client, greeting: await client.reply() };
   }
 
+  /** Connected, without waiting for the greeting: for talking too soon. */
+  static async connectOnly(port: number): Promise<RawSmtp> {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    return new RawSmtp(socket);
+  }
+
   private drain() {
     // A reply is complete at a line whose fourth character is a space ("250 ok"), not a dash ("250-PIPELINING").
     for (;;) {
