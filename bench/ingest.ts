@@ -195,8 +195,10 @@ async function main() {
     console.log(
       `bench: ${MESSAGES} messages of ${SIZE} bytes over ${SESSIONS} sessions, ${ROUNDS} rounds per mode`,
     );
-    await smtpSource(smtpPort!, 200, false); // warm-up: JIT, connection pools
-    await smtpSource(postfixPort!, 200, false);
+    // Warm-up: V8's and Go's JIT/allocators and connection pools settle; the first hundreds are much slower.
+    const WARMUP = Number(process.env.BENCH_WARMUP ?? 1000);
+    await smtpSource(smtpPort!, WARMUP, true);
+    await smtpSource(postfixPort!, WARMUP, true);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const table: string[] = [];
     for (const [mode, reuse] of [
