@@ -1,5 +1,6 @@
 -- Held mail: one row per accepted message, one per envelope recipient. The body lives in object storage under
--- object_key; sha256 lets a restore prove it sends the bytes it accepted. One message may carry recipients of
+-- object_key (a range of it, from body_offset, size_bytes long); sha256 lets a restore prove it sends the bytes
+-- it accepted. One message may carry recipients of
 -- two customers (both our domains), so the customer belongs to the recipient, not to the message.
 create table held_message (
   id            bigint generated always as identity primary key,
@@ -8,6 +9,7 @@ create table held_message (
   size_bytes    bigint      not null check (size_bytes >= 0),
   sha256        bytea       not null,
   object_key    text        not null,
+  body_offset   bigint      not null default 0,   -- small bodies share segment objects: bytes [offset, offset+size)
   received_at   timestamptz not null default now(),
   client_ip     inet        not null,
   helo          text        not null,

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import nodemailer from 'nodemailer';
 import { MAX_RECIPIENTS } from '../src/ingest/smtp';
-import { readObject, startIngest, type TestIngest, uniqueRunbook } from './helpers/ingest';
+import { readHeld, startIngest, type TestIngest, uniqueRunbook } from './helpers/ingest';
 import { RawSmtp, transaction } from './helpers/smtp-client';
 
 const law = uniqueRunbook('harborview-law');
@@ -26,6 +26,7 @@ async function heldRow(queueId: string) {
     {
       id: string;
       object_key: string;
+      body_offset: string;
       sha256: Buffer;
       size_bytes: string;
       message_id: string;
@@ -85,7 +86,7 @@ test('nodemailer: the stored object is the sent bytes plus our Received header, 
 
   const row = await heldRow(queueId);
   assert.ok(row, 'held_message row');
-  const stored = await readObject(ingest.objects, ingest.config.s3.bucket, row.object_key);
+  const stored = await readHeld(ingest, row);
   const headerEnd = stored.indexOf('\r\n', stored.indexOf('; ')) + 2;
   const received = stored.subarray(0, headerEnd).toString();
   assert.ok(
@@ -208,11 +209,7 @@ test('bare LF is normalised to CRLF; bare CR and NUL are refused with 550 5.6.0'
   });
   const queueId = queueIdOf(lf.end!);
   assert.ok(queueId, lf.end);
-  const stored = await readObject(
-    ingest.objects,
-    ingest.config.s3.bucket,
-    (await heldRow(queueId))!.object_key,
-  );
+  const stored = await readHeld(ingest, (await heldRow(queueId))!);
   assert.ok(
     stored.toString().endsWith('Subject: lf\r\n\r\nline one\r\nline two\r\n'),
     JSON.stringify(stored.toString()),

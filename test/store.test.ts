@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { createSql } from '../src/store/db';
 import { commitHeldMessage } from '../src/store/messages';
 import { migrate } from '../src/store/migrate';
-import { createObjectStore, ensureBucket } from '../src/store/objects';
+import { BodyWriter, createObjectStore, ensureBucket, readBody } from '../src/store/objects';
 import { heldMessage } from './helpers/fixtures';
 import { testConfig } from './helpers/stack';
 
@@ -55,4 +56,27 @@ test('MinIO keeps a body byte for byte, and ensureBucket is idempotent', async (
     createHash('sha256').update(back).digest('hex'),
     createHash('sha256').update(body).digest('hex'),
   );
+});
+
+test('BodyWriter: bodies arriving together share a segment, each readable by its range; big ones stand alone', async () => {
+  const writer = new BodyWriter(objects, config.s3.bucket);
+  const bodies = Array.from({ length: 10 }, (_, i) =>
+    Buffer.from(`Subject: ${i}\r\n\r\n${'x'.repeat(100 * i)}\r\n`),
+  );
+  const refs = await Promise.all(
+    bodies.map((b, i) => writer.put(`held/test/${randomUUID()}-${i}.eml`, Readable.from([b]), 1 << 20)),
+  );
+  for (const [i, ref] of refs.entries()) {
+    assert.ok((await readBody(objects, config.s3.bucket, ref)).equals(bodies[i]!), `body ${i}`);
+  }
+  const keys = new Set(refs.map((r) => r.objectKey));
+  assert.ok(keys.size < refs.length, `ten bodies arriving together used ${keys.size} PUTs`);
+
+  const big = Buffer.alloc(3 * 1024 * 1024 + 7, 'y');
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < big.length; at += 1_000_000) chunks.push(big.subarray(at, at + 1_000_000));
+  const ref = await writer.put(`held/test/${randomUUID()}.eml`, Readable.from(chunks), 50 << 20);
+  assert.equal(ref.offset, 0);
+  assert.equal(ref.length, big.length);
+  assert.ok((await readBody(objects, config.s3.bucket, ref)).equals(big));
 });

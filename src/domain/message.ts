@@ -13,6 +13,7 @@ export const heldMessageSchema = z.object({
   sizeBytes: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   objectKey: z.string(),
+  bodyOffset: z.number().int().nonnegative(),
   receivedAt: z.date(),
   clientIp: z.string(),
   helo: z.string(),

@@ -4,7 +4,7 @@ import { loadConfigOrExit } from '../config';
 import { createLogger } from '../log';
 import { loadRunbooksOrExit } from '../runbooks/load';
 import { createSql } from '../store/db';
-import { createObjectStore } from '../store/objects';
+import { BodyWriter, createObjectStore } from '../store/objects';
 import { Doorbell } from './doorbell';
 import { createIngestMetrics } from './metrics';
 import { startReconciler } from './reconciler';
@@ -33,7 +33,7 @@ async function main() {
     runbooks,
     log,
     sql,
-    objects,
+    bodies: new BodyWriter(objects, config.s3.bucket),
     metrics,
     tls: await loadTls(config, log),
     ring: (customerId) => doorbell.ring(customerId),

@@ -11,7 +11,7 @@ import { acceptsRecipient, type Runbook } from '../domain/runbook';
 import type { Logger } from '../log';
 import type { Sql } from '../store/db';
 import { commitHeldMessage } from '../store/messages';
-import { type ObjectStore, putBody } from '../store/objects';
+import type { BodyRef, BodyWriter } from '../store/objects';
 import { withTimeout } from '../timeout';
 import { BodyCheck } from './body';
 import { searchableHeaders } from './headers';
@@ -26,7 +26,7 @@ export interface IngestDeps {
   runbooks: Runbook[];
   log: Logger;
   sql: Sql;
-  objects: ObjectStore;
+  bodies: BodyWriter;
   metrics: IngestMetrics;
   tls: { key: string; cert: string };
   /** Told after each commit; never awaited before the 250. */
@@ -152,7 +152,7 @@ async function acceptMessage(
   stream: Readable,
   session: SMTPServerSession,
 ): Promise<string> {
-  const { config, metrics, objects, sql } = deps;
+  const { config, metrics, bodies, sql } = deps;
   const started = performance.now();
   const receivedAt = new Date();
   const queueId = newQueueId(receivedAt.getTime());
@@ -169,15 +169,12 @@ async function acceptMessage(
   stream.once('close', onGone);
   stream.pipe(check);
 
+  let stored: BodyRef;
   try {
-    await withTimeout(
-      putBody(objects, config.s3.bucket, objectKey, check, config.smtp.maxSize),
-      STORE_TIMEOUT_MS,
-    );
+    stored = await withTimeout(bodies.put(objectKey, check, config.smtp.maxSize), STORE_TIMEOUT_MS);
   } catch (err) {
     stream.unpipe(check);
     stream.resume(); // drain what is left, so smtp-server can answer
-    void removeQuietly(deps, objectKey);
     if (check.refusal) {
       metrics.rejected.inc({ reason: check.refusal.reason });
       throw check.refusal.reply;
@@ -195,9 +192,10 @@ async function acceptMessage(
     await commitHeldMessage(sql, {
       queueId,
       envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-      sizeBytes: body.storedBytes,
+      sizeBytes: stored.length,
       sha256: body.sha256,
-      objectKey,
+      objectKey: stored.objectKey,
+      bodyOffset: stored.offset,
       receivedAt,
       clientIp: session.remoteAddress,
       helo: session.hostNameAppearsAs ?? '',
@@ -210,8 +208,9 @@ async function acceptMessage(
       })),
     });
   } catch (err) {
+    // The stored bytes may share a segment with messages that did commit: the orphan sweep removes segments
+    // no row points at, and an unreferenced range inside a kept segment is only dead bytes.
     log.error({ err: (err as Error).message }, 'committing the message failed; answering 451');
-    void removeQuietly(deps, objectKey);
     metrics.rejected.inc({ reason: 'local_error' });
     throw replies.localError();
   }
@@ -230,9 +229,4 @@ async function acceptMessage(
   const customers = new Set(session.envelope.rcptTo.map((r) => byDomain.get(domainOf(r.address))!.id));
   for (const customerId of customers) deps.ring(customerId);
   return `2.0.0 Ok: queued as ${queueId}`;
-}
-
-async function removeQuietly(deps: IngestDeps, key: string): Promise<void> {
-  // Best effort: if this fails too, the reconciler's orphan sweep removes the object later.
-  await deps.objects.removeObject(deps.config.s3.bucket, key).catch(() => {});
 }

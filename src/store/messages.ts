@@ -8,10 +8,10 @@ import type { Sql } from './db';
 export async function commitHeldMessage(sql: Sql, m: HeldMessage): Promise<string> {
   const [row] = await sql<{ message_id: string }[]>`
     with message as (
-      insert into held_message (queue_id, envelope_from, size_bytes, sha256, object_key, received_at,
+      insert into held_message (queue_id, envelope_from, size_bytes, sha256, object_key, body_offset, received_at,
                                 client_ip, helo, tls, message_id, subject)
       values (${m.queueId}, ${m.envelopeFrom}, ${m.sizeBytes}, ${Buffer.from(m.sha256, 'hex')}, ${m.objectKey},
-              ${m.receivedAt}, ${m.clientIp}, ${m.helo}, ${m.tls}, ${m.messageId}, ${m.subject})
+              ${m.bodyOffset}, ${m.receivedAt}, ${m.clientIp}, ${m.helo}, ${m.tls}, ${m.messageId}, ${m.subject})
       returning id)
     insert into held_recipient (message_id, recipient, customer_id)
     select message.id, r.address, r."customerId"

@@ -14,6 +14,7 @@ export function heldMessage(
     sizeBytes: 100,
     sha256: '0'.repeat(64),
     objectKey: `held/test/${queueId}.eml`,
+    bodyOffset: 0,
     receivedAt: new Date(),
     clientIp: '192.0.2.1',
     helo: 'mx.example.net',

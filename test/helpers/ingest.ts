@@ -9,7 +9,7 @@ import { type Runbook, runbookSchema } from '../../src/domain/runbook';
 import { createIngestMetrics } from '../../src/ingest/metrics';
 import { createSmtpServer } from '../../src/ingest/smtp';
 import { createSql, type Sql } from '../../src/store/db';
-import { createObjectStore, type ObjectStore } from '../../src/store/objects';
+import { BodyWriter, createObjectStore, type ObjectStore, readBody } from '../../src/store/objects';
 import { freePort } from './ports';
 import { testConfig } from './stack';
 
@@ -60,7 +60,7 @@ export async function startIngest(
     runbooks,
     log: pino({ level: process.env.TEST_INGEST_LOG ?? 'silent' }),
     sql,
-    objects,
+    bodies: new BodyWriter(objects, config.s3.bucket),
     metrics,
     tls: tlsPair!,
     ring: opts.ring ?? ((id) => rings.push(id)),
@@ -81,8 +81,11 @@ export async function startIngest(
   };
 }
 
-export async function readObject(objects: ObjectStore, bucket: string, key: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of await objects.getObject(bucket, key)) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+/** The stored bytes of a held_message row. */
+export function readHeld(
+  ingest: TestIngest,
+  row: { object_key: string; body_offset: string; size_bytes: string },
+) {
+  const ref = { objectKey: row.object_key, offset: Number(row.body_offset), length: Number(row.size_bytes) };
+  return readBody(ingest.objects, ingest.config.s3.bucket, ref);
 }
