@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { parseConfig } from '../src/config';
 import { startMinio } from '../src/stack/minio';
 import { ensureDatabase, startPrivatePostgres } from '../src/stack/postgres';
-import { type ManagedProcess, startProcess, tcpOpen, waitFor } from '../src/stack/process';
+import { type ManagedProcess, startProcess, startTogether, tcpOpen, waitFor } from '../src/stack/process';
 import { startTemporalDevServer } from '../src/stack/temporal';
 import { createSql } from '../src/store/db';
 import { migrate } from '../src/store/migrate';
@@ -138,7 +138,7 @@ async function main() {
     const config = parseConfig(env);
     const sql = createSql(config, { max: 1 });
     await migrate(sql);
-    const [temporal, minio] = await Promise.all([
+    const [temporal, minio] = await startTogether<[ManagedProcess, ManagedProcess]>(running, [
       startTemporalDevServer({
         port: temporalPort!,
         namespace: 'default',
@@ -153,7 +153,6 @@ async function main() {
         logFile: join(logs, 'minio.log'),
       }),
     ]);
-    running.push(temporal, minio);
     await ensureBucket(createObjectStore(config), config);
     // BENCH_CPU_PROFILE=<folder> writes a V8 CPU profile of the ingest process there, for finding hot spots.
     const profile = process.env.BENCH_CPU_PROFILE

@@ -5,7 +5,7 @@ import { join, relative } from 'node:path';
 import { parseConfig } from '../src/config';
 import { startMinio } from '../src/stack/minio';
 import { ensureDatabase, startPrivatePostgres } from '../src/stack/postgres';
-import type { ManagedProcess } from '../src/stack/process';
+import { type ManagedProcess, startTogether } from '../src/stack/process';
 import { startTemporalDevServer } from '../src/stack/temporal';
 import { createSql } from '../src/store/db';
 import { migrate } from '../src/store/migrate';
@@ -86,7 +86,7 @@ async function main(): Promise<number> {
       MXF_LOG_LEVEL: process.env.MXF_LOG_LEVEL ?? 'warn',
     };
     const config = parseConfig(env);
-    const [temporal, minio] = await Promise.all([
+    const [temporal, minio] = await startTogether<[ManagedProcess, ManagedProcess]>(running, [
       startTemporalDevServer({
         port: temporalPort,
         namespace: 'default',
@@ -101,7 +101,6 @@ async function main(): Promise<number> {
         logFile: join(logs, 'minio.log'),
       }),
     ]);
-    running.push(temporal, minio);
     await ensureBucket(createObjectStore(config), config);
     const sql = createSql(config, { max: 1 });
     await migrate(sql).finally(() => sql.end());

@@ -5,7 +5,7 @@ import { type Config, loadConfigOrExit } from './config';
 import { formatProblem, loadRunbooks } from './runbooks/load';
 import { startMinio } from './stack/minio';
 import { ensureDatabase, startPrivatePostgres } from './stack/postgres';
-import { httpOk, type ManagedProcess, startProcess, tcpOpen, waitFor } from './stack/process';
+import { httpOk, type ManagedProcess, startProcess, startTogether, tcpOpen, waitFor } from './stack/process';
 import { startTemporalDevServer } from './stack/temporal';
 import { createSql } from './store/db';
 import { migrate } from './store/migrate';
@@ -38,7 +38,7 @@ async function startStorage(config: Config, infra: ManagedProcess[]): Promise<st
     await sql.end();
   }
   const [temporalPort] = config.temporal.address.split(':').slice(-1).map(Number);
-  const [temporal, minio] = await Promise.all([
+  const [temporal, minio] = await startTogether<[ManagedProcess, ManagedProcess]>(infra, [
     startTemporalDevServer({
       port: temporalPort!,
       namespace: config.temporal.namespace,
@@ -57,7 +57,6 @@ async function startStorage(config: Config, infra: ManagedProcess[]): Promise<st
       logFile: join(logs, 'minio.log'),
     }),
   ]);
-  infra.push(temporal, minio);
   if (await ensureBucket(createObjectStore(config), config)) say(`bucket ${config.s3.bucket} created`);
   return databaseUrl;
 }

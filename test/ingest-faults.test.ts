@@ -8,7 +8,7 @@ import pino from 'pino';
 import { outageWorkflowId } from '../src/domain/outage';
 import { Doorbell } from '../src/ingest/doorbell';
 import { createIngestMetrics } from '../src/ingest/metrics';
-import { sweepOrphanBodies } from '../src/ingest/reconciler';
+import { ORPHAN_AGE_MS, sweepOrphanBodies } from '../src/ingest/reconciler';
 import { startMinio } from '../src/stack/minio';
 import { ensureDatabase, startPrivatePostgres } from '../src/stack/postgres';
 import type { ManagedProcess } from '../src/stack/process';
@@ -74,7 +74,7 @@ test('PostgreSQL down: 451 4.3.0 and no half-stored message; back up: accepted a
     assert.equal(n, 2, 'exactly the two acknowledged messages are held');
     // The refused message's body was stored before its commit failed; the orphan sweep removes it.
     assert.equal(await objectCount(objects, bucket), 3);
-    const later = Date.now() + 20 * 60_000;
+    const later = Date.now() + ORPHAN_AGE_MS + 60_000;
     const swept = await sweepOrphanBodies(
       { sql: ingest.sql, objects, config, log: pino({ level: 'silent' }) },
       later,

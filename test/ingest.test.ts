@@ -261,6 +261,33 @@ test('SMTP smuggling: no end-of-data variant other than <CRLF>.<CRLF> ends a mes
   }
 });
 
+test('a large body that goes bad after its first MiB is refused cleanly, and a vanishing client harms nothing', async () => {
+  const big = await startIngest([law]);
+  try {
+    const line = `${'z'.repeat(998)}\r\n`;
+    const bad = `Subject: big\r\n\r\n${line.repeat(1500)}oops\rbare${line.repeat(100)}`;
+    const r = await transaction(big.port, { from: 'a@b.example', to: [reception], data: bad });
+    assert.match(r.end!, /^550 5\.6\.0 .*bare CR/);
+
+    const { client } = await RawSmtp.open(big.port);
+    await client.send('EHLO c\r\n');
+    await client.send('MAIL FROM:<a@b.example>\r\n');
+    await client.send(`RCPT TO:<${reception}>\r\n`);
+    await client.send('DATA\r\n');
+    client.write(`Subject: gone\r\n\r\n${line.repeat(1500)}`);
+    client.destroy();
+
+    const ok = await transaction(big.port, {
+      from: 'a@b.example',
+      to: [reception],
+      data: `Subject: after\r\n\r\n${line.repeat(1500)}`,
+    });
+    assert.match(ok.end!, /^250 2\.0\.0 /, 'the ingest is still up and stores large bodies');
+  } finally {
+    await big.close();
+  }
+});
+
 test('per-IP connection limit answers 421 4.7.0', async () => {
   const limited = await startIngest([law], { env: { MXF_SMTP_MAX_PER_IP: '2' } });
   try {

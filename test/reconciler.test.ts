@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import pino from 'pino';
-import { reconcile, sweepOrphanBodies } from '../src/ingest/reconciler';
+import { ORPHAN_AGE_MS, reconcile, sweepOrphanBodies } from '../src/ingest/reconciler';
 import { createSql } from '../src/store/db';
 import { commitHeldMessage } from '../src/store/messages';
 import { createObjectStore } from '../src/store/objects';
@@ -39,7 +39,7 @@ test('the orphan sweep removes old bodies no row points at, and keeps the rest',
     [],
     'young objects are left alone',
   );
-  const later = now.getTime() + 20 * 60_000;
+  const later = now.getTime() + ORPHAN_AGE_MS + 60_000;
   const removed = await sweepOrphanBodies({ sql, objects, config, log }, later);
   assert.ok(removed.includes(orphan));
   assert.ok(!removed.includes(kept));

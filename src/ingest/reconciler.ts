@@ -11,8 +11,9 @@ import type { Doorbell } from './doorbell';
 //
 // It also sweeps bodies stored for a transaction that then failed to commit (the ingest deletes them at once, but
 // a crash between the two steps leaves one): objects of the last two days older than ORPHAN_AGE_MS with no row.
+// The age is hours, far beyond the ingest's 30 s commit timeout and any clock skew between MinIO and us.
 
-const ORPHAN_AGE_MS = 15 * 60_000;
+export const ORPHAN_AGE_MS = 6 * 3_600_000;
 
 export async function reconcile(deps: {
   sql: Sql;

@@ -174,6 +174,7 @@ async function acceptMessage(
     stored = await withTimeout(bodies.put(objectKey, check, config.smtp.maxSize), STORE_TIMEOUT_MS);
   } catch (err) {
     stream.unpipe(check);
+    check.destroy(); // a put still waiting on it (after a timeout) fails instead of hanging
     stream.resume(); // drain what is left, so smtp-server can answer
     if (check.refusal) {
       metrics.rejected.inc({ reason: check.refusal.reason });

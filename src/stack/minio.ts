@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { httpOk, type ManagedProcess, startProcess, waitFor } from './process';
+import { httpOk, type ManagedProcess, startedOrStopped, startProcess } from './process';
 import { TOOLS_BIN } from './temporal';
 
 export async function startMinio(opts: {
@@ -29,13 +29,12 @@ export async function startMinio(opts: {
     logFile: opts.logFile,
     pidFile: opts.pidFile,
   });
-  await waitFor(
+  return startedOrStopped(
+    proc,
     `MinIO on 127.0.0.1:${opts.port}`,
     () => httpOk(`http://127.0.0.1:${opts.port}/minio/health/ready`),
     {
-      process: proc,
       logFile: opts.logFile,
     },
   );
-  return proc;
 }

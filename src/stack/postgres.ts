@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import postgres from 'postgres';
-import { type ManagedProcess, startProcess, waitFor } from './process';
+import { type ManagedProcess, startedOrStopped, startProcess } from './process';
 
 // A private PostgreSQL cluster (initdb) for the dev stack and the test harness. postgres refuses to run as root,
 // and CI runs as root, so as root the cluster belongs to the 'postgres' account that Debian's package creates.
@@ -81,7 +81,8 @@ export async function startPrivatePostgres(opts: {
     stopSignal: 'SIGINT',
   });
   const url = (database: string) => `postgres://postgres@127.0.0.1:${opts.port}/${database}`;
-  await waitFor(
+  await startedOrStopped(
+    proc,
     `PostgreSQL on 127.0.0.1:${opts.port}`,
     async () => {
       const sql = postgres(url('postgres'), { max: 1, connect_timeout: 2, onnotice: () => {} });
@@ -92,7 +93,7 @@ export async function startPrivatePostgres(opts: {
         await sql.end({ timeout: 1 });
       }
     },
-    { process: proc, logFile: opts.logFile, timeoutMs: 30_000 },
+    { logFile: opts.logFile, timeoutMs: 30_000 },
   );
   return { ...proc, url };
 }

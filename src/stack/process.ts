@@ -33,7 +33,7 @@ export function startProcess(
   args: string[],
   opts: StartOptions = {},
 ): ManagedProcess {
-  if (opts.pidFile) reclaimOrphan(opts.pidFile, command);
+  if (opts.pidFile) reclaimOrphan(opts.pidFile);
   const out = opts.logFile ? openSync(opts.logFile, 'a') : undefined;
   const child = spawn(command, args, {
     env: opts.env ?? process.env,
@@ -46,7 +46,8 @@ export function startProcess(
     stdio: ['ignore', out ?? 'inherit', out ?? 'inherit'],
   });
   if (out !== undefined) closeSync(out);
-  if (opts.pidFile && child.pid) writeFileSync(opts.pidFile, `${child.pid}\n`);
+  if (opts.pidFile && child.pid)
+    writeFileSync(opts.pidFile, JSON.stringify({ pid: child.pid, argv: [command, ...args] }));
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code, signal) => {
       if (opts.pidFile) rmSync(opts.pidFile, { force: true });
@@ -73,21 +74,38 @@ export function startProcess(
   return { name, child, exited, stop };
 }
 
-function reclaimOrphan(pidFile: string, command: string): void {
-  let pid: number;
+function reclaimOrphan(pidFile: string): void {
+  let recorded: { pid: number; argv: string[] };
   try {
-    pid = Number(readFileSync(pidFile, 'utf8').trim());
+    recorded = JSON.parse(readFileSync(pidFile, 'utf8'));
   } catch {
+    rmSync(pidFile, { force: true });
     return;
   }
   try {
-    // Only a process still running our binary is ours; a recycled pid belongs to someone else.
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if (cmdline.split('\0')[0] === command) process.kill(pid, 'SIGKILL');
+    // Only a process still running our exact command line is ours; a recycled pid belongs to someone else.
+    const cmdline = readFileSync(`/proc/${recorded.pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+    if (JSON.stringify(cmdline) === JSON.stringify(recorded.argv)) process.kill(recorded.pid, 'SIGKILL');
   } catch {
     // already gone
   }
   rmSync(pidFile, { force: true });
+}
+
+/** Waits until `check` passes; if it never does, stops the process instead of leaving it running. */
+export async function startedOrStopped(
+  proc: ManagedProcess,
+  what: string,
+  check: () => Promise<boolean>,
+  opts: { timeoutMs?: number; logFile?: string } = {},
+) {
+  try {
+    await waitFor(what, check, { ...opts, process: proc });
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return proc;
 }
 
 /** Polls `check` until it resolves truthy; fails fast if the process it waits on has exited. */
@@ -137,4 +155,19 @@ export function tcpOpen(host: string, port: number): Promise<boolean> {
       resolve(false);
     });
   });
+}
+
+/**
+ * Starts several processes at once and records each one that came up in `running`, also when another failed,
+ * so the caller's cleanup stops them all; then throws the first failure.
+ */
+export async function startTogether<T extends ManagedProcess[]>(
+  running: ManagedProcess[],
+  starts: { [K in keyof T]: Promise<T[K]> },
+): Promise<T> {
+  const results = await Promise.allSettled(starts);
+  for (const r of results) if (r.status === 'fulfilled') running.push(r.value);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return results.map((r) => (r as PromiseFulfilledResult<ManagedProcess>).value) as T;
 }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { connectTemporal, ensureSearchAttributes } from '../temporal';
-import { httpOk, type ManagedProcess, startProcess, waitFor } from './process';
+import { httpOk, type ManagedProcess, startedOrStopped, startProcess } from './process';
 
 export const TOOLS_BIN = join(__dirname, '../../.tools/bin');
 
@@ -35,7 +35,8 @@ export async function startTemporalDevServer(opts: {
     pidFile: opts.pidFile,
   });
   const address = `127.0.0.1:${opts.port}`;
-  await waitFor(
+  await startedOrStopped(
+    proc,
     `Temporal dev server on ${address}`,
     async () => {
       const { connection } = await connectTemporal({ address, namespace: opts.namespace }, 1_000);
@@ -47,17 +48,11 @@ export async function startTemporalDevServer(opts: {
         await connection.close();
       }
     },
-    { process: proc, logFile: opts.logFile, timeoutMs: 90_000 },
+    { logFile: opts.logFile, timeoutMs: 90_000 },
   );
   if (opts.uiPort) {
-    await waitFor(
-      `Temporal Web UI on 127.0.0.1:${opts.uiPort}`,
-      () => httpOk(`http://127.0.0.1:${opts.uiPort}/`),
-      {
-        process: proc,
-        logFile: opts.logFile,
-      },
-    );
+    const ui = `http://127.0.0.1:${opts.uiPort}/`;
+    await startedOrStopped(proc, `Temporal Web UI on ${ui}`, () => httpOk(ui), { logFile: opts.logFile });
   }
   return proc;
 }

@@ -5,8 +5,18 @@ import type { Sql } from './db';
  * The message and its recipients, atomically: one statement (a data-modifying CTE is one implicit transaction),
  * one round trip instead of BEGIN, two INSERTs and COMMIT. A 250 follows only when this resolves.
  */
-export async function commitHeldMessage(sql: Sql, m: HeldMessage): Promise<string> {
-  const [row] = await sql<{ message_id: string }[]>`
+/**
+ * A commit still queued or running after this is cancelled (the ingest answers 451). Far under the orphan sweep's
+ * age, so the sweep never removes a body whose row is about to commit.
+ */
+export const COMMIT_TIMEOUT_MS = 30_000;
+
+export async function commitHeldMessage(
+  sql: Sql,
+  m: HeldMessage,
+  timeoutMs = COMMIT_TIMEOUT_MS,
+): Promise<string> {
+  const query = sql<{ message_id: string }[]>`
     with message as (
       insert into held_message (queue_id, envelope_from, size_bytes, sha256, object_key, body_offset, received_at,
                                 client_ip, helo, tls, message_id, subject)
@@ -17,7 +27,14 @@ export async function commitHeldMessage(sql: Sql, m: HeldMessage): Promise<strin
     select message.id, r.address, r."customerId"
     from message, jsonb_to_recordset(${sql.json(m.recipients)}) as r (address text, "customerId" text)
     returning message_id`;
-  return row!.message_id;
+  // statement_timeout cannot cover a query still waiting for a pooled connection; cancel covers both.
+  const timer = setTimeout(() => query.cancel(), timeoutMs);
+  try {
+    const [row] = await query;
+    return row!.message_id;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const undelivered = (sql: Sql) => sql`

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { Client as MinioClient } from 'minio';
 import type { Config } from '../config';
+import { withTimeout } from '../timeout';
 
 // S3-generic on purpose: MinIO here, any S3 service beyond one machine (MinIO upstream is in maintenance mode).
 export type ObjectStore = MinioClient;
@@ -85,8 +86,24 @@ export class BodyWriter {
         }
       })(),
     );
-    // The size argument only sizes the parts (the client would otherwise plan for a 5 TiB object).
-    await this.store.putObject(this.bucket, key, rest, Math.max(maxBytes, PART_SIZE * 2), CONTENT_TYPE);
+    // The minio client listens for errors only on its own chunking stream, so a failing body (a client gone, a
+    // refused byte) would be an uncaught error on `rest`: catch it here, and drop the incomplete upload.
+    const failed = new Promise<never>((_, reject) => rest.once('error', reject));
+    try {
+      // The size argument only sizes the parts (the client would otherwise plan for a 5 TiB object).
+      const upload = this.store.putObject(
+        this.bucket,
+        key,
+        rest,
+        Math.max(maxBytes, PART_SIZE * 2),
+        CONTENT_TYPE,
+      );
+      await withTimeout(Promise.race([upload, failed]), LARGE_PUT_TIMEOUT_MS);
+    } catch (err) {
+      rest.destroy();
+      void this.store.removeIncompleteUpload(this.bucket, key).catch(() => {});
+      throw err;
+    }
     return { objectKey: key, offset: 0, length };
   }
 
@@ -121,7 +138,12 @@ export class BodyWriter {
     const key = batch[0]!.key;
     const segment = Buffer.concat(batch.map((w) => w.body));
     try {
-      await this.store.putObject(this.bucket, key, segment, segment.length, CONTENT_TYPE);
+      // A stalled object store must not hold the in-flight slots for ever: time out, fail the batch (451), and
+      // let the next batch try.
+      await withTimeout(
+        this.store.putObject(this.bucket, key, segment, segment.length, CONTENT_TYPE),
+        PUT_TIMEOUT_MS,
+      );
     } catch (err) {
       for (const w of batch) w.reject(err);
       return;
@@ -135,6 +157,8 @@ export class BodyWriter {
 }
 
 const CONTENT_TYPE = { 'Content-Type': 'application/octet-stream' };
+const PUT_TIMEOUT_MS = 30_000;
+const LARGE_PUT_TIMEOUT_MS = 10 * 60_000;
 
 /** The bytes of one held message. */
 export async function readBody(store: ObjectStore, bucket: string, ref: BodyRef): Promise<Buffer> {

@@ -60,6 +60,11 @@ export class RawSmtp {
   close(): void {
     this.socket.end('QUIT\r\n');
   }
+
+  /** Drops the connection without a word, as a crashed sender would. */
+  destroy(): void {
+    this.socket.destroy();
+  }
 }
 
 /** EHLO, MAIL, RCPTs, DATA: returns each reply, stopping at the first refusal. */
