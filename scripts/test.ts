@@ -86,7 +86,7 @@ async function main(): Promise<number> {
       MXF_LOG_LEVEL: process.env.MXF_LOG_LEVEL ?? 'warn',
     };
     const config = parseConfig(env);
-    const [temporal, minio] = await startTogether<[ManagedProcess, ManagedProcess]>(running, [
+    await startTogether(running, [
       startTemporalDevServer({
         port: temporalPort,
         namespace: 'default',

@@ -38,7 +38,7 @@ async function startStorage(config: Config, infra: ManagedProcess[]): Promise<st
     await sql.end();
   }
   const [temporalPort] = config.temporal.address.split(':').slice(-1).map(Number);
-  const [temporal, minio] = await startTogether<[ManagedProcess, ManagedProcess]>(infra, [
+  await startTogether(infra, [
     startTemporalDevServer({
       port: temporalPort!,
       namespace: config.temporal.namespace,
