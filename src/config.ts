@@ -41,6 +41,8 @@ export const envSchema = z
     MXF_INGEST_METRICS_PORT: port(9465),
     MXF_DOORBELL_MS: positiveInt(1_000, 'milliseconds'),
     MXF_RECONCILE_MS: positiveInt(60_000, 'milliseconds'),
+    MXF_FORWARD_SENDER: z.email({ error: 'expected an email address' }).optional(),
+    MXF_SMTP_RELAY: hostAndPort.default('127.0.0.1:25'),
     MXF_API_HOST: host.default('127.0.0.1'),
     MXF_API_PORT: port(8080),
     MXF_RUNBOOKS: z.string().min(1).default('./runbooks'),
@@ -101,6 +103,14 @@ function toConfig(env: z.output<typeof envSchema>) {
       reconcileMs: env.MXF_RECONCILE_MS,
     },
     api: { host: env.MXF_API_HOST, port: env.MXF_API_PORT },
+    // Forwarded mail leaves with our envelope sender, so the sender's SPF does not fail at the mailbox and
+    // bounces of forwarded copies come to us, never to a (possibly forged) original sender.
+    forwardSender: env.MXF_FORWARD_SENDER ?? `postmaster@${env.MXF_HOSTNAME}`,
+    // Forwarded copies and notification emails leave through this smarthost (MX lookups are not built yet).
+    smtpRelay: {
+      host: env.MXF_SMTP_RELAY.slice(0, env.MXF_SMTP_RELAY.lastIndexOf(':')),
+      port: Number(env.MXF_SMTP_RELAY.slice(env.MXF_SMTP_RELAY.lastIndexOf(':') + 1)),
+    },
     runbooksDir: resolve(env.MXF_RUNBOOKS),
     dataDir,
     log: { level: env.MXF_LOG_LEVEL, format: env.MXF_LOG_FORMAT },

@@ -9,6 +9,7 @@ import { createActivities } from './activities';
 import { loadConfigOrExit } from './config';
 import { createLogger } from './log';
 import { createSql } from './store/db';
+import { createObjectStore } from './store/objects';
 
 // The worker runs outage workflows and their activities. Temporal's own SIGINT/SIGTERM handling drains it.
 async function main() {
@@ -25,7 +26,7 @@ async function main() {
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     workflowsPath: require.resolve('./workflows'),
-    activities: createActivities({ sql, log }),
+    activities: createActivities({ sql, objects: createObjectStore(config), config, log }),
   });
   log.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker started');
   await worker.run();

@@ -1,16 +1,32 @@
+import type { Config } from '../config';
+import type { ProbeResult } from '../domain/delivery';
+import type { Runbook } from '../domain/runbook';
 import type { Logger } from '../log';
 import type { Sql } from '../store/db';
 import { countHeldMessages } from '../store/messages';
+import type { ObjectStore } from '../store/objects';
+import { createDeliveryActivities } from './deliver';
+import { probeMx } from './probe';
 
 export interface ActivityDeps {
   sql: Sql;
+  objects: ObjectStore;
+  config: Config;
   log: Logger;
 }
 
 // Activities get their dependencies injected, so tests run them against the same real services with their own
 // connections (the activities-dependency-injection sample).
-export function createActivities({ sql }: ActivityDeps) {
+export function createActivities(deps: ActivityDeps) {
+  const { sql, config } = deps;
   return {
+    ...createDeliveryActivities(deps),
+
+    /** Probes every primary MX host of the runbook, in preference order. */
+    probePrimary(runbook: Runbook): Promise<ProbeResult[]> {
+      return Promise.all(runbook.primary.map((p) => probeMx(p.host, p.port, config.hostname)));
+    },
+
     /** Held messages of a customer that no delivery has taken care of yet. */
     countHeldMessages(customerId: string): Promise<number> {
       return countHeldMessages(sql, customerId);

@@ -26,10 +26,15 @@ const hostnameSchema = z
     'expected a lower-case fully qualified host name, e.g. mail.example.com',
   );
 
+/** A mail server: a host name, or an IPv4 address where the customer's server has no name (and in tests). */
+const mailHostSchema = z.union([hostnameSchema, z.ipv4()], {
+  error: 'expected a lower-case host name such as mail.example.com, or an IPv4 address',
+});
+
 const mailboxSchema = z.email({ error: 'expected an email address, e.g. it@example.com' });
 
 export const primaryMxSchema = z.strictObject({
-  host: hostnameSchema,
+  host: mailHostSchema,
   port: z.number().int().min(1).max(65535).default(25),
 });
 
@@ -61,7 +66,7 @@ export const defaultInstructionSchema = z.discriminatedUnion('action', [
   z.strictObject({
     after: durationSchema,
     action: z.literal('redirect'),
-    host: hostnameSchema,
+    host: mailHostSchema,
     port: z.number().int().min(1).max(65535).default(25),
   }),
 ]);

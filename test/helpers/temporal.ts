@@ -7,7 +7,10 @@ import {
 } from '@temporalio/worker';
 import pino from 'pino';
 import { createActivities } from '../../src/activities';
+import type { Config } from '../../src/config';
 import type { Sql } from '../../src/store/db';
+import { createObjectStore } from '../../src/store/objects';
+import { testConfig } from './stack';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
@@ -25,9 +28,10 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 
 /** Runs `fn` while a real worker with the real activities polls `taskQueue`. */
 export async function withWorker<T>(
-  opts: { address: string; namespace: string; taskQueue: string; sql: Sql },
+  opts: { address: string; namespace: string; taskQueue: string; sql: Sql; config?: Config },
   fn: () => Promise<T>,
 ): Promise<T> {
+  const config = opts.config ?? testConfig();
   const bundle = await workflowBundle(); // first: it installs the Runtime, which a connection would instantiate
   const connection = await NativeConnection.connect({ address: opts.address });
   try {
@@ -36,7 +40,12 @@ export async function withWorker<T>(
       namespace: opts.namespace,
       taskQueue: opts.taskQueue,
       workflowBundle: bundle,
-      activities: createActivities({ sql: opts.sql, log: pino({ level: 'silent' }) }),
+      activities: createActivities({
+        sql: opts.sql,
+        objects: createObjectStore(config),
+        config,
+        log: pino({ level: 'silent' }),
+      }),
     });
     return await worker.runUntil(fn);
   } finally {

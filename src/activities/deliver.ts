@@ -1,0 +1,181 @@
+import { ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
+import nodemailer, { type Transporter } from 'nodemailer';
+import type { Config } from '../config';
+import { type DeliveryBatchResult, type DeliveryTarget, targetKey } from '../domain/delivery';
+import type { Runbook } from '../domain/runbook';
+import type { Sql } from '../store/db';
+import { type BodyRef, type ObjectStore, readBody } from '../store/objects';
+
+// Delivery of held mail, in arrival order, in batches, idempotent through the delivery ledger (DESIGN 4):
+// a recipient counts as held until a 'delivered' row exists for it, for any target; a 5xx is recorded as
+// 'failed' for that target and not tried there again; a 4xx or a network error fails the activity, which
+// Temporal retries with backoff, and what was delivered before it stays recorded.
+
+interface PendingMessage {
+  id: string;
+  object_key: string;
+  body_offset: string;
+  size_bytes: string;
+  envelope_from: string;
+  recipients: string[];
+}
+
+const nextBatch = (sql: Sql, customerId: string, key: string, limit: number) => sql<PendingMessage[]>`
+  select m.id, m.object_key, m.body_offset, m.size_bytes, m.envelope_from,
+         array_agg(r.recipient order by r.recipient) as recipients
+  from held_message m join held_recipient r on r.message_id = m.id
+  where r.customer_id = ${customerId}
+    and not exists (select 1 from delivery_ledger d
+                    where d.message_id = r.message_id and d.recipient = r.recipient
+                      and (d.outcome = 'delivered' or d.target = ${key}))
+  group by m.id
+  order by m.id
+  limit ${limit}`;
+
+async function record(
+  sql: Sql,
+  messageId: string,
+  recipients: string[],
+  key: string,
+  outcome: string,
+  response: string,
+) {
+  if (recipients.length === 0) return;
+  const rows = recipients.map((recipient) => ({
+    message_id: messageId,
+    recipient,
+    target: key,
+    outcome,
+    smtp_response: response,
+  }));
+  await sql`insert into delivery_ledger ${sql(rows)} on conflict do nothing`;
+}
+
+type SmtpError = Error & { responseCode?: number; code?: string };
+const permanent = (err: SmtpError) => (err.responseCode ?? 0) >= 500;
+
+function transportFor(config: Config, host: string, port: number, requireTls: boolean) {
+  return nodemailer.createTransport({
+    host,
+    port,
+    name: config.hostname,
+    secure: false,
+    requireTLS: requireTls,
+    // Opportunistic TLS between MTAs: encrypt when offered, and do not refuse a self-signed certificate.
+    tls: { rejectUnauthorized: false },
+    connectionTimeout: 30_000,
+    // RFC 5321 4.5.3.2: a client waits up to 5 minutes for the greeting and for the reply to the final dot.
+    greetingTimeout: 5 * 60_000,
+    socketTimeout: 10 * 60_000,
+  });
+}
+
+export function createDeliveryActivities({
+  sql,
+  objects,
+  config,
+}: {
+  sql: Sql;
+  objects: ObjectStore;
+  config: Config;
+}) {
+  return {
+    async deliverBatch(input: {
+      runbook: Runbook;
+      target: DeliveryTarget;
+      limit: number;
+      /** Messages per second, for restores to a server that is just coming back. */
+      ratePerSecond?: number;
+    }): Promise<DeliveryBatchResult> {
+      const { runbook, target } = input;
+      const key = targetKey(target, runbook);
+      const hosts =
+        target.kind === 'primary'
+          ? runbook.primary.map((p) => ({ host: p.host, port: p.port, requireTls: false }))
+          : target.kind === 'redirect'
+            ? [{ host: target.host, port: target.port, requireTls: target.requireTls }]
+            : [{ host: config.smtpRelay.host, port: config.smtpRelay.port, requireTls: false }];
+      const transports = hosts.map((h) => transportFor(config, h.host, h.port, h.requireTls));
+      let delivered = 0;
+      let failed = 0;
+      try {
+        for (const message of await nextBatch(sql, runbook.id, key, input.limit)) {
+          const ref: BodyRef = {
+            objectKey: message.object_key,
+            offset: Number(message.body_offset),
+            length: Number(message.size_bytes),
+          };
+          const raw = await readBody(objects, config.s3.bucket, ref);
+          const envelope =
+            target.kind === 'forward'
+              ? { from: config.forwardSender, to: target.to }
+              : { from: message.envelope_from, to: message.recipients };
+          const outcome = await sendVia(transports, envelope, raw);
+          if (outcome.kind === 'permanent') {
+            await record(sql, message.id, message.recipients, key, 'failed', outcome.response);
+            failed += message.recipients.length;
+          } else if (target.kind === 'forward') {
+            // One copy reached the forward mailbox(es) on behalf of every original recipient.
+            await record(sql, message.id, message.recipients, key, 'delivered', outcome.response);
+            delivered += message.recipients.length;
+          } else {
+            await record(sql, message.id, outcome.accepted, key, 'delivered', outcome.response);
+            await record(sql, message.id, outcome.refused, key, 'failed', outcome.response);
+            delivered += outcome.accepted.length;
+            failed += outcome.refused.length;
+            if (outcome.deferred.length > 0) {
+              throw ApplicationFailure.retryable(
+                `${outcome.deferred.length} recipient(s) deferred: ${outcome.response}`,
+                'SmtpDeferred',
+              );
+            }
+          }
+          heartbeat({ lastMessageId: message.id });
+          if (input.ratePerSecond) await sleep(Math.ceil(1000 / input.ratePerSecond));
+        }
+      } finally {
+        for (const t of transports) t.close();
+      }
+      const remaining = (await nextBatch(sql, runbook.id, key, 1_000_000)).length;
+      return { delivered, failed, remaining };
+    },
+  };
+}
+
+type SendOutcome =
+  | { kind: 'sent'; accepted: string[]; refused: string[]; deferred: string[]; response: string }
+  | { kind: 'permanent'; response: string };
+
+/** Tries each host in preference order; a connection failure moves on, an SMTP answer is final. */
+async function sendVia(
+  transports: Transporter[],
+  envelope: { from: string; to: string[] },
+  raw: Buffer,
+): Promise<SendOutcome> {
+  let lastError: SmtpError | undefined;
+  for (const transport of transports) {
+    try {
+      const info = await transport.sendMail({ envelope, raw });
+      const rejected = (info.rejectedErrors ?? []) as SmtpError[];
+      const refused = rejected
+        .filter(permanent)
+        .map((e) => (e as SmtpError & { recipient?: string }).recipient ?? '');
+      const deferred = rejected
+        .filter((e) => !permanent(e))
+        .map((e) => (e as SmtpError & { recipient?: string }).recipient ?? '');
+      return {
+        kind: 'sent',
+        accepted: (info.accepted as string[]).map(String),
+        refused,
+        deferred,
+        response: info.response ?? '',
+      };
+    } catch (err) {
+      const e = err as SmtpError;
+      if (permanent(e)) return { kind: 'permanent', response: e.message };
+      lastError = e;
+      if (e.responseCode) break; // a 4xx from a server that answered: retry later, not elsewhere
+    }
+  }
+  throw ApplicationFailure.retryable(`delivery deferred: ${lastError?.message ?? 'no host'}`, 'SmtpDeferred');
+}

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { after, test } from 'node:test';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import pino from 'pino';
+import { createActivities } from '../src/activities';
+import { probeMx } from '../src/activities/probe';
+import type { DeliveryTarget } from '../src/domain/delivery';
+import type { Runbook } from '../src/domain/runbook';
+import { createSql } from '../src/store/db';
+import { commitHeldMessage } from '../src/store/messages';
+import { BodyWriter, createObjectStore } from '../src/store/objects';
+import { startCatcher } from './helpers/catcher';
+import { heldMessage } from './helpers/fixtures';
+import { uniqueRunbook } from './helpers/ingest';
+import { freePort } from './helpers/ports';
+import { testConfig } from './helpers/stack';
+
+const sql = createSql(testConfig());
+const objects = createObjectStore(testConfig());
+after(() => sql.end());
+
+/** Holds a message as ingest would: the body in object storage, the rows in PostgreSQL. */
+async function hold(runbook: Runbook, recipients: string[], subject: string): Promise<Buffer> {
+  const config = testConfig();
+  const raw = Buffer.from(
+    `Received: from test\r\nSubject: ${subject}\r\nMessage-ID: <${randomUUID()}@test>\r\n\r\nbody of ${subject}\r\n`,
+  );
+  const ref = await new BodyWriter(objects, config.s3.bucket).put(
+    `held/test/${randomUUID()}.eml`,
+    Readable.from([raw]),
+    1 << 20,
+  );
+  await commitHeldMessage(
+    sql,
+    heldMessage(runbook.id, recipients, {
+      objectKey: ref.objectKey,
+      bodyOffset: ref.offset,
+      sizeBytes: ref.length,
+      sha256: createHash('sha256').update(raw).digest('hex'),
+      envelopeFrom: 'sender@origin.example',
+    }),
+  );
+  return raw;
+}
+
+function deliver(runbook: Runbook, target: DeliveryTarget, env: Record<string, string> = {}) {
+  const config = testConfig(env);
+  const activities = createActivities({ sql, objects, config, log: pino({ level: 'silent' }) });
+  return new MockActivityEnvironment().run(activities.deliverBatch, { runbook, target, limit: 100 });
+}
+
+function withPrimary(runbook: Runbook, port: number): Runbook {
+  return { ...runbook, primary: [{ host: '127.0.0.1', port }] };
+}
+
+test('probe: a live SMTP server answers; a closed port fails at connect', async () => {
+  const server = await startCatcher();
+  try {
+    const up = await probeMx('127.0.0.1', server.port, 'mx.failover.test');
+    assert.equal(up.ok, true);
+    assert.equal(up.stage, 'done');
+  } finally {
+    await server.close();
+  }
+  const down = await probeMx('127.0.0.1', await freePort(), 'mx.failover.test');
+  assert.equal(down.ok, false);
+  assert.equal(down.stage, 'connect');
+});
+
+test('restore to the primary: original bytes and envelope, in arrival order, each once', async () => {
+  const primary = await startCatcher();
+  const base = uniqueRunbook('harborview-law');
+  const runbook = withPrimary(base, primary.port);
+  const [a, b] = base.recipients as string[];
+  try {
+    const first = await hold(runbook, [a!], 'first');
+    const second = await hold(runbook, [a!, b!], 'second');
+    const result = await deliver(runbook, { kind: 'primary' });
+    assert.deepEqual(result, { delivered: 3, failed: 0, remaining: 0 });
+    assert.equal(primary.caught.length, 2);
+    assert.ok(primary.caught[0]!.raw.equals(first), 'byte for byte');
+    assert.ok(primary.caught[1]!.raw.equals(second));
+    assert.equal(primary.caught[1]!.from, 'sender@origin.example');
+    assert.deepEqual(primary.caught[1]!.to.sort(), [a, b].sort());
+    assert.deepEqual(await deliver(runbook, { kind: 'primary' }), { delivered: 0, failed: 0, remaining: 0 });
+    assert.equal(primary.caught.length, 2, 'a second run sends nothing again');
+  } finally {
+    await primary.close();
+  }
+});
+
+test('a 5xx for one recipient is recorded as failed and not retried; the other is delivered', async () => {
+  const base = uniqueRunbook('harborview-law');
+  const [a, b] = base.recipients as string[];
+  const primary = await startCatcher({ refuse: (rcpt) => (rcpt === b ? 550 : undefined) });
+  const runbook = withPrimary(base, primary.port);
+  try {
+    await hold(runbook, [a!, b!], 'partial');
+    assert.deepEqual(await deliver(runbook, { kind: 'primary' }), { delivered: 1, failed: 1, remaining: 0 });
+    const rows =
+      await sql`select recipient, outcome from delivery_ledger d join held_recipient r using (message_id, recipient)
+                           where r.customer_id = ${runbook.id} order by recipient`;
+    assert.deepEqual(
+      rows.map((r) => `${r.recipient}:${r.outcome}`),
+      [`${a}:delivered`, `${b}:failed`].sort(),
+    );
+  } finally {
+    await primary.close();
+  }
+});
+
+test('a primary that is down fails the batch for a retry, recording nothing', async () => {
+  const runbook = withPrimary(uniqueRunbook('harborview-law'), await freePort());
+  await hold(runbook, [(runbook.recipients as string[])[0]!], 'waiting');
+  await assert.rejects(deliver(runbook, { kind: 'primary' }), /delivery deferred/);
+  const [{ n }] =
+    (await sql`select count(*)::int as n from delivery_ledger d join held_recipient r using (message_id, recipient)
+                             where r.customer_id = ${runbook.id}`) as unknown as [{ n: number }];
+  assert.equal(n, 0);
+});
+
+test('forward: one copy per message to the mailbox, our envelope sender, the original bytes', async () => {
+  const gmail = await startCatcher();
+  const runbook = uniqueRunbook('harborview-law');
+  const [a, b] = runbook.recipients as string[];
+  try {
+    const raw = await hold(runbook, [a!, b!], 'forwarded');
+    const env = { MXF_SMTP_RELAY: `127.0.0.1:${gmail.port}`, MXF_FORWARD_SENDER: 'bounces@mx.failover.test' };
+    const target: DeliveryTarget = { kind: 'forward', to: ['harborview.backup@gmail.example'] };
+    assert.deepEqual(await deliver(runbook, target, env), { delivered: 2, failed: 0, remaining: 0 });
+    assert.equal(gmail.caught.length, 1);
+    assert.ok(gmail.caught[0]!.raw.equals(raw));
+    assert.equal(gmail.caught[0]!.from, 'bounces@mx.failover.test');
+    assert.deepEqual(gmail.caught[0]!.to, ['harborview.backup@gmail.example']);
+    // Delivered by forwarding, it is no longer held: a later restore does not send it again.
+    const primary = await startCatcher();
+    try {
+      assert.deepEqual(await deliver(withPrimary(runbook, primary.port), { kind: 'primary' }), {
+        delivered: 0,
+        failed: 0,
+        remaining: 0,
+      });
+    } finally {
+      await primary.close();
+    }
+  } finally {
+    await gmail.close();
+  }
+});
