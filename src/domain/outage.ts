@@ -1,14 +1,15 @@
 import { z } from 'zod';
-import { runbookSchema } from './runbook';
+import type { DeliveryTarget, ProbeResult } from './delivery';
+import type { Runbook } from './runbook';
 
 // One outage is one workflow run, identified by the customer: all of a customer's domains share one outage,
 // because one phone call decides what happens to all of their mail.
 export const outageWorkflowId = (customerId: string) => `outage:${customerId}`;
 
 export const outagePhaseSchema = z.enum([
-  'detecting', // mail arrived at the backup MX; probing the primary MX hosts to confirm an outage
-  'notifying',
-  'awaiting-instructions',
+  'detecting', // mail arrived at the backup MX; probing the primary MX hosts
+  'relaying', // the primary answers: no outage, held mail goes straight on to it
+  'awaiting-instructions', // outage declared, contacts notified, waiting for what the customer wants
   'holding',
   'forwarding',
   'redirecting',
@@ -17,27 +18,107 @@ export const outagePhaseSchema = z.enum([
 ]);
 export type OutagePhase = z.infer<typeof outagePhaseSchema>;
 
-/** The workflow's input, and what it carries across continue-as-new. Plain JSON only. */
-export const outageInputSchema = z.object({
-  customerId: z.string().min(1),
-  // The runbook as it was when the outage started: a later edit does not change a running outage's plan.
-  runbook: runbookSchema,
-  carried: z
-    .object({
-      phase: outagePhaseSchema,
-      heldMessages: z.number().int().nonnegative(),
-    })
-    .optional(),
-});
-export type OutageInput = z.input<typeof outageInputSchema>;
+/** What an operator tells an outage to do, on the customer's behalf. Every instruction names its actor. */
+export const instructionSchema = z.intersection(
+  z.discriminatedUnion('action', [
+    z.object({ action: z.literal('hold') }),
+    z.object({ action: z.literal('forward'), to: z.array(z.email()).min(1).max(10) }),
+    z.object({
+      action: z.literal('redirect'),
+      host: z.string().min(1),
+      port: z.number().int().min(1).max(65535).default(25),
+      requireTls: z.boolean().default(false),
+    }),
+    z.object({ action: z.literal('restore') }),
+    z.object({ action: z.literal('resolve') }),
+  ]),
+  z.object({
+    actor: z.string().min(1, 'say who gives the instruction'),
+    /** The API's request id: a retried request is applied once, also across continue-as-new. */
+    requestId: z.string().min(1).optional(),
+    note: z.string().max(2000).optional(),
+  }),
+);
+export type Instruction = z.output<typeof instructionSchema>;
+export type InstructionInput = z.input<typeof instructionSchema>;
 
-/** The doorbell that ingest rings after committing held mail. Counts only: the ledger lives in PostgreSQL. */
-export const mailHeldSignalSchema = z.object({ acceptedSinceLastRing: z.number().int().nonnegative() });
-export type MailHeld = z.infer<typeof mailHeldSignalSchema>;
+export interface InstructionRecord {
+  instruction: Instruction;
+  at: string;
+}
 
+export interface OutageCounts {
+  /** Recipients delivered to the primary before any outage was declared (the ordinary backup-MX job). */
+  relayed: number;
+  forwarded: number;
+  redirected: number;
+  restored: number;
+  failed: number;
+}
+
+/** The workflow's state: what the status query returns, and what continue-as-new carries. Plain JSON only. */
 export interface OutageStatus {
   customerId: string;
   phase: OutagePhase;
   heldMessages: number;
   doorbellRings: number;
+  lastProbe: ProbeResult[];
+  primaryHealthy: boolean;
+  firstFailureAt: string | null;
+  declaredAt: string | null;
+  resolvedAt: string | null;
+  instruction: Instruction | null;
+  history: InstructionRecord[];
+  counts: OutageCounts;
+  appliedRequestIds: string[];
+}
+
+/** The workflow's input. `carried` is the state handed over by continue-as-new. */
+export interface OutageInput {
+  customerId: string;
+  // The runbook as it was when the outage started: a later edit does not change a running outage's plan.
+  runbook: Runbook;
+  carried?: OutageStatus;
+}
+
+/** The doorbell that ingest rings after committing held mail. Counts only: the ledger lives in PostgreSQL. */
+export const mailHeldSignalSchema = z.object({ acceptedSinceLastRing: z.number().int().nonnegative() });
+export type MailHeld = z.infer<typeof mailHeldSignalSchema>;
+
+/** Where an instruction sends held mail; hold and resolve send it nowhere. */
+export function targetOf(instruction: Instruction | null): DeliveryTarget | null {
+  switch (instruction?.action) {
+    case 'forward':
+      return { kind: 'forward', to: instruction.to };
+    case 'redirect':
+      return {
+        kind: 'redirect',
+        host: instruction.host,
+        port: instruction.port,
+        requireTls: instruction.requireTls,
+      };
+    case 'restore':
+      return { kind: 'primary' };
+    default:
+      return null;
+  }
+}
+
+const PHASE_OF_ACTION: Record<Instruction['action'], OutagePhase> = {
+  hold: 'holding',
+  forward: 'forwarding',
+  redirect: 'redirecting',
+  restore: 'restoring',
+  resolve: 'closed',
+};
+export const phaseOf = (instruction: Instruction): OutagePhase => PHASE_OF_ACTION[instruction.action];
+
+/** The runbook's default instruction, as if given by the runbook itself. */
+export function defaultInstruction(runbook: Runbook): Instruction {
+  const d = runbook.instructions.default;
+  const actor = `runbook ${runbook.id} (default after ${d.after})`;
+  if (d.action === 'forward') return { action: 'forward', to: [d.to], actor };
+  if (d.action === 'redirect')
+    return { action: 'redirect', host: d.host, port: d.port, requireTls: false, actor };
+  return { action: 'hold', actor };
 }

@@ -1,6 +1,8 @@
-import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { MailHeld, OutageStatus } from '../domain/outage';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { InstructionInput, MailHeld, OutageStatus } from '../domain/outage';
 
-// Message definitions shared by the workflow, the ingest (signalWithStart) and the API (queries).
+// Message definitions shared by the workflow, the ingest (signalWithStart) and the API (queries, updates).
 export const mailHeldSignal = defineSignal<[MailHeld]>('mailHeld');
 export const statusQuery = defineQuery<OutageStatus>('status');
+/** Validated synchronously in the workflow: a bad instruction is refused with a reason, nothing is recorded. */
+export const instructUpdate = defineUpdate<OutageStatus, [InstructionInput]>('instruct');

@@ -1,75 +1,271 @@
 import {
+  ApplicationFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities';
-import type { OutageInput, OutagePhase, OutageStatus } from '../domain/outage';
-import { customerIdKey, heldMessagesKey, mxDomainsKey, outagePhaseKey } from '../domain/search-attributes';
-import { mailHeldSignal, statusQuery } from './messages';
+import type { DeliveryTarget } from '../domain/delivery';
+import {
+  defaultInstruction,
+  type Instruction,
+  instructionSchema,
+  type OutageInput,
+  type OutagePhase,
+  type OutageStatus,
+  phaseOf,
+  targetOf,
+} from '../domain/outage';
+import { durationMs } from '../domain/runbook';
+import {
+  customerIdKey,
+  heldMessagesKey,
+  instructionActionKey,
+  mxDomainsKey,
+  outagePhaseKey,
+} from '../domain/search-attributes';
+import { instructUpdate, mailHeldSignal, statusQuery } from './messages';
 
-const { countHeldMessages } = proxyActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', maximumInterval: '1m' },
+type Activities = ReturnType<typeof createActivities>;
+const { countHeldMessages, probePrimary } = proxyActivities<Activities>({
+  startToCloseTimeout: '1m',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+// A few attempts only: a target that stays down is the workflow's matter (wait, probe, maybe change course),
+// and a running retry loop would not notice a new instruction.
+const { deliverBatch } = proxyActivities<Activities>({
+  startToCloseTimeout: '15m',
+  heartbeatTimeout: '2m',
+  retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 3 },
 });
 
+const BATCH = 200;
 // Signals per run stay far below Temporal's 10,000 cap because ingest debounces its doorbell; continue-as-new
 // well before it anyway, since the server does not suggest it for signal counts.
 const MAX_RINGS_PER_RUN = 5_000;
 
 /**
- * The outage of one customer. This is the skeleton that issue 4 grows into detect -> notify -> instructions ->
- * forward / redirect / hold -> restore: today it only keeps the held-mail count and its search attributes current.
+ * One customer's outage, from the first held message to the last one delivered:
+ * detect (probe the primary MX hosts) -> relay at once if they answer, else declare the outage after confirmAfter
+ * -> await instructions (an Update; the runbook's default when its deadline passes) -> hold / forward / redirect,
+ * following every new message and any change of instruction -> restore to the primary (automatically when the
+ * runbook says so and the primary answers again) -> resolved, with a summary. Held mail is never deleted here.
  */
 export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> {
-  const status: OutageStatus = {
+  const { runbook } = input;
+  const probeEvery = durationMs(runbook.detection.probeInterval);
+  const s: OutageStatus = input.carried ?? {
     customerId: input.customerId,
-    phase: input.carried?.phase ?? 'detecting',
-    heldMessages: input.carried?.heldMessages ?? 0,
+    phase: 'detecting',
+    heldMessages: 0,
     doorbellRings: 0,
+    lastProbe: [],
+    primaryHealthy: false,
+    firstFailureAt: null,
+    declaredAt: null,
+    resolvedAt: null,
+    instruction: null,
+    history: [],
+    counts: { relayed: 0, forwarded: 0, redirected: 0, restored: 0, failed: 0 },
+    appliedRequestIds: [],
   };
+  let ringsThisRun = 0;
   let pendingRings = 0;
-  setHandler(statusQuery, () => status, { description: 'Phase and held-mail count of this outage' });
+  let instructionChanged = false;
+
+  setHandler(statusQuery, () => s, {
+    description: 'Phase, counts, probes and instruction history of this outage',
+  });
   setHandler(
     mailHeldSignal,
     () => {
       pendingRings++;
-      status.doorbellRings++;
+      ringsThisRun++;
+      s.doorbellRings++;
     },
     { description: 'Ingest committed held mail for this customer' },
   );
+  setHandler(
+    instructUpdate,
+    (raw) => {
+      const instruction = instructionSchema.parse(raw);
+      if (instruction.requestId && s.appliedRequestIds.includes(instruction.requestId)) return s;
+      if (instruction.requestId)
+        s.appliedRequestIds = [...s.appliedRequestIds, instruction.requestId].slice(-100);
+      apply(instruction);
+      return s;
+    },
+    {
+      description: 'Tell the outage what to do with held mail: hold, forward, redirect, restore or resolve',
+      validator: (raw) => {
+        const parsed = instructionSchema.safeParse(raw);
+        if (!parsed.success)
+          throw new Error(
+            `invalid instruction: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+          );
+        if (s.phase === 'closed') throw new Error('this outage is resolved; new mail starts a new one');
+        if (parsed.data.action === 'resolve' && s.heldMessages > 0) {
+          throw new Error(
+            `${s.heldMessages} message(s) are still held: restore, forward or redirect them before resolving`,
+          );
+        }
+      },
+    },
+  );
 
-  const setPhase = (phase: OutagePhase) => {
-    status.phase = phase;
+  function apply(instruction: Instruction) {
+    s.instruction = instruction;
+    s.history.push({ instruction, at: new Date().toISOString() });
+    s.declaredAt ??= new Date().toISOString(); // an instruction during detection declares the outage
+    instructionChanged = true;
+    upsertSearchAttributes([{ key: instructionActionKey, value: instruction.action }]);
+    setPhase(phaseOf(instruction));
+  }
+
+  // Handlers change the phase while the main flow awaits; read it through a call so TypeScript does not narrow it.
+  const phaseNow = (): OutagePhase => s.phase;
+
+  function setPhase(phase: OutagePhase) {
+    if (s.phase === phase) return;
+    s.phase = phase;
     upsertSearchAttributes([{ key: outagePhaseKey, value: phase }]);
-  };
-  upsertSearchAttributes([
-    { key: customerIdKey, value: input.customerId },
-    { key: mxDomainsKey, value: input.runbook.domains },
-  ]);
-  setPhase(status.phase);
+    describe();
+  }
 
-  while (
-    status.phase !== 'closed' &&
-    status.doorbellRings < MAX_RINGS_PER_RUN &&
-    !workflowInfo().continueAsNewSuggested
-  ) {
-    await condition(() => pendingRings > 0);
-    pendingRings = 0;
+  function describe() {
+    const lines = [`**${runbook.name}**: ${s.phase}, ${s.heldMessages} message(s) held.`];
+    if (s.declaredAt) lines.push(`Outage declared ${s.declaredAt}.`);
+    if (s.instruction) lines.push(`Instruction: ${s.instruction.action} (by ${s.instruction.actor}).`);
+    const c = s.counts;
+    lines.push(
+      `Delivered: ${c.relayed} relayed, ${c.forwarded} forwarded, ${c.redirected} redirected, ${c.restored} restored; ${c.failed} failed.`,
+    );
+    setCurrentDetails(lines.join('\n\n'));
+  }
+
+  async function recount() {
     const held = await countHeldMessages(input.customerId);
-    if (held !== status.heldMessages) {
-      status.heldMessages = held;
+    if (held !== s.heldMessages) {
+      s.heldMessages = held;
       upsertSearchAttributes([{ key: heldMessagesKey, value: held }]);
     }
+    describe();
   }
-  if (status.phase === 'closed') return status;
-  await condition(allHandlersFinished);
-  return continueAsNew<typeof outageWorkflow>({
-    ...input,
-    carried: { phase: status.phase, heldMessages: status.heldMessages },
-  });
+
+  async function probe() {
+    s.lastProbe = await probePrimary(runbook);
+    s.primaryHealthy = s.lastProbe.some((p) => p.ok);
+  }
+
+  /** Delivers everything held to `target`, batch by batch, until none is left or the instruction changes. */
+  async function drain(target: DeliveryTarget, counter: keyof OutageStatus['counts']): Promise<boolean> {
+    for (;;) {
+      let result: Awaited<ReturnType<Activities['deliverBatch']>>;
+      try {
+        const ratePerSecond =
+          target.kind === 'primary' && s.declaredAt ? runbook.restore.ratePerSecond : undefined;
+        result = await deliverBatch({ runbook, target, limit: BATCH, ratePerSecond });
+      } catch {
+        await recount();
+        return false; // the target is not taking mail now; the caller waits and tries again
+      }
+      s.counts[counter] += result.delivered;
+      s.counts.failed += result.failed;
+      await recount();
+      if (result.remaining === 0 || instructionChanged) return result.remaining === 0;
+    }
+  }
+
+  upsertSearchAttributes([
+    { key: customerIdKey, value: input.customerId },
+    { key: mxDomainsKey, value: runbook.domains },
+    { key: outagePhaseKey, value: s.phase },
+  ]);
+  await recount();
+
+  // Detect: the primary answers, so this is the ordinary backup-MX job; or it stays silent for confirmAfter.
+  // New mail meanwhile only updates the count: the customer's MX is probed on the runbook's interval, no faster.
+  let nextProbeAt = 0;
+  while (phaseNow() === 'detecting') {
+    if (Date.now() >= nextProbeAt) {
+      await probe();
+      nextProbeAt = Date.now() + probeEvery;
+      if (s.primaryHealthy) {
+        setPhase('relaying');
+        instructionChanged = false;
+        while (phaseNow() === 'relaying' && !(await drain({ kind: 'primary' }, 'relayed'))) {
+          await condition(() => instructionChanged, probeEvery);
+        }
+        if (phaseNow() === 'relaying') return close();
+        break;
+      }
+      s.firstFailureAt ??= new Date().toISOString();
+      if (Date.now() - Date.parse(s.firstFailureAt) >= durationMs(runbook.detection.confirmAfter)) {
+        s.declaredAt = new Date().toISOString();
+        setPhase('awaiting-instructions');
+        break;
+      }
+    }
+    pendingRings = 0;
+    await condition(() => instructionChanged || pendingRings > 0, Math.max(nextProbeAt - Date.now(), 1));
+    if (pendingRings > 0) await recount();
+  }
+
+  // Await instructions: the operator's, or the runbook's default when its deadline passes.
+  if (phaseNow() === 'awaiting-instructions') {
+    const given = await condition(() => s.instruction !== null, runbook.instructions.default.after);
+    if (!given) apply(defaultInstruction(runbook));
+  }
+
+  // Execute, until restored or resolved. Every pass: deliver what the instruction says, then wait for new mail,
+  // a new instruction, or the next probe, which may restore on its own (restore.mode auto).
+  for (;;) {
+    const instruction = s.instruction!;
+    if (instruction.action === 'resolve') return close();
+    const target = targetOf(instruction);
+    pendingRings = 0;
+    instructionChanged = false;
+    if (!target) await recount();
+    const drained = target ? await drain(target, counterFor(instruction)) : true;
+    if (instruction.action === 'restore' && drained && s.heldMessages === 0) return close();
+    if (ringsThisRun >= MAX_RINGS_PER_RUN || workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
+      return continueAsNew<typeof outageWorkflow>({ ...input, carried: s });
+    }
+    const woke = await condition(() => instructionChanged || pendingRings > 0, probeEvery);
+    if (woke) continue;
+    await probe();
+    await recount();
+    if (s.primaryHealthy && runbook.restore.mode === 'auto' && instruction.action !== 'restore') {
+      apply({
+        action: 'restore',
+        actor: `runbook ${runbook.id} (restore.mode auto: the primary answers again)`,
+      });
+    }
+  }
+
+  async function close(): Promise<OutageStatus> {
+    await condition(allHandlersFinished);
+    s.resolvedAt = new Date().toISOString();
+    setPhase('closed');
+    return s;
+  }
+}
+
+function counterFor(instruction: Instruction): keyof OutageStatus['counts'] {
+  switch (instruction.action) {
+    case 'forward':
+      return 'forwarded';
+    case 'redirect':
+      return 'redirected';
+    case 'restore':
+      return 'restored';
+    default:
+      throw ApplicationFailure.nonRetryable(`no delivery for ${instruction.action}`);
+  }
 }

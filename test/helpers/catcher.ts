@@ -11,7 +11,9 @@ export interface Caught {
  * A local SMTP server standing in for a real one (the customer's primary MX, Gmail): it keeps what it accepts.
  * `refuse` answers a recipient with a code of our choosing (550 permanent, 450 temporary).
  */
-export async function startCatcher(opts: { refuse?: (rcpt: string) => number | undefined } = {}) {
+export async function startCatcher(
+  opts: { refuse?: (rcpt: string) => number | undefined; port?: number } = {},
+) {
   const caught: Caught[] = [];
   const server = new SMTPServer({
     authOptional: true,
@@ -35,7 +37,7 @@ export async function startCatcher(opts: { refuse?: (rcpt: string) => number | u
       });
     },
   });
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return { port, caught, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }

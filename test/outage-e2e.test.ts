@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
+import pino from 'pino';
+import type { Config } from '../src/config';
+import { outageWorkflowId } from '../src/domain/outage';
+import { type Runbook, runbookSchema } from '../src/domain/runbook';
+import { Doorbell } from '../src/ingest/doorbell';
+import { createIngestMetrics } from '../src/ingest/metrics';
+import { instructUpdate, statusQuery } from '../src/workflows/messages';
+import type { outageWorkflow } from '../src/workflows/outage';
+import { startCatcher } from './helpers/catcher';
+import { eventually } from './helpers/eventually';
+import { readHeld, startIngest, type TestIngest, uniqueRunbook } from './helpers/ingest';
+import { freePort } from './helpers/ports';
+import { transaction } from './helpers/smtp-client';
+import { testConfig } from './helpers/stack';
+import { withWorker } from './helpers/temporal';
+
+// Whole outages through SMTP, real Temporal, a real worker, PostgreSQL and MinIO, with runbook timings in seconds.
+// Local SMTP servers stand in for the customer's primary MX and for Gmail.
+let connection: Connection;
+let client: Client;
+before(async () => {
+  connection = await Connection.connect({ address: testConfig().temporal.address });
+  client = new Client({ connection, namespace: testConfig().temporal.namespace });
+});
+after(() => connection.close());
+
+function fastRunbook(primaryPort: number, overrides: Partial<Runbook> = {}): Runbook {
+  return runbookSchema.parse({
+    ...uniqueRunbook('harborview-law'),
+    primary: [{ host: '127.0.0.1', port: primaryPort }],
+    detection: { probeInterval: '1s', confirmAfter: '2s' },
+    instructions: { default: { after: '60s', action: 'hold' } },
+    restore: { mode: 'auto', ratePerSecond: 50 },
+    ...overrides,
+  });
+}
+
+async function stack(runbook: Runbook, env: Record<string, string> = {}) {
+  const config: Config = testConfig({ MXF_TASK_QUEUE: `e2e-${randomUUID()}`, MXF_DOORBELL_MS: '50', ...env });
+  const doorbell = new Doorbell({
+    client,
+    config,
+    runbooks: [runbook],
+    log: pino({ level: 'silent' }),
+    metrics: createIngestMetrics(),
+  });
+  const ingest = await startIngest([runbook], {
+    env: { MXF_TASK_QUEUE: config.temporal.taskQueue },
+    ring: (id) => doorbell.ring(id),
+  });
+  return { config, ingest, doorbell };
+}
+
+async function send(ingest: TestIngest, to: string, subject: string): Promise<Buffer> {
+  const r = await transaction(ingest.port, {
+    from: 'sender@origin.example',
+    to: [to],
+    data: `Subject: ${subject}\r\n\r\n${subject}`,
+  });
+  const queueId = /queued as (\w+)/.exec(r.end ?? '')?.[1];
+  assert.ok(queueId, r.end);
+  const [row] = await ingest.sql<{ object_key: string; body_offset: string; size_bytes: string }[]>`
+    select object_key, body_offset, size_bytes from held_message where queue_id = ${queueId}`;
+  return readHeld(ingest, row!);
+}
+
+test('primary healthy: mail at the backup is relayed to it at once, and no outage is declared', async () => {
+  const primary = await startCatcher();
+  const runbook = fastRunbook(primary.port);
+  const { config, ingest, doorbell } = await stack(runbook);
+  const { address, namespace, taskQueue } = config.temporal;
+  try {
+    await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
+      const started = Date.now();
+      const stored = await send(ingest, (runbook.recipients as string[])[0]!, 'relay me');
+      const handle = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
+      await eventually('the doorbell starts the workflow', () => handle.describe().then(() => true), Boolean);
+      const result = await handle.result();
+      assert.ok(Date.now() - started < 10_000, 'within seconds');
+      assert.equal(result.phase, 'closed');
+      assert.equal(result.declaredAt, null, 'no outage');
+      assert.equal(result.counts.relayed, 1);
+      assert.equal(primary.caught.length, 1);
+      assert.ok(primary.caught[0]!.raw.equals(stored), 'the primary receives the stored bytes');
+    });
+  } finally {
+    doorbell.close();
+    await ingest.close();
+    await primary.close();
+  }
+});
+
+test('outage: declared, forwarded byte for byte (new mail too), held, restored when the primary returns, resolved', async () => {
+  const primaryPort = await freePort(); // nothing listens: the primary is down
+  const gmail = await startCatcher();
+  const runbook = fastRunbook(primaryPort);
+  const to = (runbook.recipients as string[])[0]!;
+  const { config, ingest, doorbell } = await stack(runbook, {
+    MXF_SMTP_RELAY: `127.0.0.1:${gmail.port}`,
+    MXF_FORWARD_SENDER: 'bounces@mx.failover.test',
+  });
+  const { address, namespace, taskQueue } = config.temporal;
+  let primary: Awaited<ReturnType<typeof startCatcher>> | undefined;
+  try {
+    await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
+      const first = await send(ingest, to, 'one');
+      const second = await send(ingest, to, 'two');
+      const handle = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
+      await eventually(
+        'the outage is declared',
+        () => handle.query(statusQuery),
+        (s) => s.phase === 'awaiting-instructions',
+        20_000,
+      );
+
+      await assert.rejects(
+        handle.executeUpdate(instructUpdate, {
+          args: [{ action: 'forward', to: ['not an address'], actor: 'ops:alice' }],
+        }),
+        (err: unknown) =>
+          err instanceof WorkflowUpdateFailedError &&
+          /invalid instruction: to\.0/.test(String((err.cause as Error)?.message)),
+      );
+      const forwarding = await handle.executeUpdate(instructUpdate, {
+        args: [
+          {
+            action: 'forward',
+            to: ['harborview.backup@gmail.example'],
+            actor: 'ops:alice',
+            requestId: 'req-1',
+          },
+        ],
+      });
+      assert.equal(forwarding.phase, 'forwarding');
+      assert.equal(forwarding.history.length, 1, 'the refused instruction left no trace');
+      await eventually(
+        'held mail reaches the Gmail stand-in',
+        async () => gmail.caught.length,
+        (n) => n === 2,
+      );
+      assert.ok(
+        gmail.caught[0]!.raw.equals(first) && gmail.caught[1]!.raw.equals(second),
+        'byte for byte, in order',
+      );
+      assert.equal(gmail.caught[0]!.from, 'bounces@mx.failover.test');
+
+      const third = await send(ingest, to, 'three');
+      await eventually(
+        'new mail follows the forward',
+        async () => gmail.caught.length,
+        (n) => n === 3,
+      );
+      assert.ok(gmail.caught[2]!.raw.equals(third));
+
+      await handle.executeUpdate(instructUpdate, { args: [{ action: 'hold', actor: 'ops:bob' }] });
+      const fourth = await send(ingest, to, 'four');
+      await eventually(
+        'held while holding',
+        () => handle.query(statusQuery),
+        (s) => s.phase === 'holding' && s.heldMessages === 1,
+      );
+      assert.equal(gmail.caught.length, 3);
+
+      primary = await startCatcher({ port: primaryPort });
+      const result = await handle.result();
+      assert.equal(primary.caught.length, 1, 'restore delivers the rest to the primary');
+      assert.ok(primary.caught[0]!.raw.equals(fourth));
+      assert.equal(result.phase, 'closed');
+      assert.deepEqual(result.counts, { relayed: 0, forwarded: 3, redirected: 0, restored: 1, failed: 0 });
+      assert.equal(result.heldMessages, 0);
+      assert.ok(result.declaredAt && result.resolvedAt);
+      assert.deepEqual(
+        result.history.map((h) => `${h.instruction.action} by ${h.instruction.actor}`),
+        [
+          'forward by ops:alice',
+          'hold by ops:bob',
+          `restore by runbook ${runbook.id} (restore.mode auto: the primary answers again)`,
+        ],
+      );
+    });
+  } finally {
+    doorbell.close();
+    await ingest.close();
+    await gmail.close();
+    await primary?.close();
+  }
+});
