@@ -43,6 +43,10 @@ export const envSchema = z
     MXF_RECONCILE_MS: positiveInt(60_000, 'milliseconds'),
     MXF_FORWARD_SENDER: z.email({ error: 'expected an email address' }).optional(),
     MXF_SMTP_RELAY: hostAndPort.default('127.0.0.1:25'),
+    MXF_NOTIFY_FROM: z.email({ error: 'expected an email address' }).optional(),
+    MXF_NOTIFY_WEBHOOK_URL: z
+      .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
+      .optional(),
     MXF_API_HOST: host.default('127.0.0.1'),
     MXF_API_PORT: port(8080),
     MXF_RUNBOOKS: z.string().min(1).default('./runbooks'),
@@ -106,6 +110,8 @@ function toConfig(env: z.output<typeof envSchema>) {
     // Forwarded mail leaves with our envelope sender, so the sender's SPF does not fail at the mailbox and
     // bounces of forwarded copies come to us, never to a (possibly forged) original sender.
     forwardSender: env.MXF_FORWARD_SENDER ?? `postmaster@${env.MXF_HOSTNAME}`,
+    notifyFrom: env.MXF_NOTIFY_FROM ?? `mx-failover@${env.MXF_HOSTNAME}`,
+    notifyWebhookUrl: env.MXF_NOTIFY_WEBHOOK_URL,
     // Forwarded copies and notification emails leave through this smarthost (MX lookups are not built yet).
     smtpRelay: {
       host: env.MXF_SMTP_RELAY.slice(0, env.MXF_SMTP_RELAY.lastIndexOf(':')),

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
 import pino from 'pino';
@@ -8,7 +9,7 @@ import { outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
 import { Doorbell } from '../src/ingest/doorbell';
 import { createIngestMetrics } from '../src/ingest/metrics';
-import { instructUpdate, statusQuery } from '../src/workflows/messages';
+import { instructUpdate, recordCallUpdate, statusQuery } from '../src/workflows/messages';
 import type { outageWorkflow } from '../src/workflows/outage';
 import { startCatcher } from './helpers/catcher';
 import { eventually } from './helpers/eventually';
@@ -27,6 +28,28 @@ before(async () => {
   client = new Client({ connection, namespace: testConfig().temporal.namespace });
 });
 after(() => connection.close());
+
+const FORWARD_TO = 'forwarded.mail@gmail.example';
+
+/** A local HTTP server standing in for the phone/SMS provider's webhook. */
+async function startWebhookReceiver() {
+  const received: Record<string, unknown>[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      received.push(JSON.parse(body));
+      res.writeHead(202).end();
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${port}/notify`,
+    received,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
 
 function fastRunbook(primaryPort: number, overrides: Partial<Runbook> = {}): Runbook {
   return runbookSchema.parse({
@@ -96,12 +119,21 @@ test('primary healthy: mail at the backup is relayed to it at once, and no outag
 
 test('outage: declared, forwarded byte for byte (new mail too), held, restored when the primary returns, resolved', async () => {
   const primaryPort = await freePort(); // nothing listens: the primary is down
-  const gmail = await startCatcher();
-  const runbook = fastRunbook(primaryPort);
+  const gmail = await startCatcher(); // also the relay that notification emails leave through
+  const forwarded = () => gmail.caught.filter((m) => m.to.includes(FORWARD_TO));
+  const webhook = await startWebhookReceiver();
+  const runbook = fastRunbook(primaryPort, {
+    notify: [
+      { after: '0s', channels: ['ops-call', 'email'] },
+      { after: '1s', channels: ['webhook'] },
+      { after: '10m', channels: ['sms'] },
+    ],
+  });
   const to = (runbook.recipients as string[])[0]!;
   const { config, ingest, doorbell } = await stack(runbook, {
     MXF_SMTP_RELAY: `127.0.0.1:${gmail.port}`,
     MXF_FORWARD_SENDER: 'bounces@mx.failover.test',
+    MXF_NOTIFY_WEBHOOK_URL: webhook.url,
   });
   const { address, namespace, taskQueue } = config.temporal;
   let primary: Awaited<ReturnType<typeof startCatcher>> | undefined;
@@ -117,6 +149,44 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
         20_000,
       );
 
+      // Notify: step 1 opens a call task and emails the contacts; step 2, a second later, calls the webhook.
+      const notified = await eventually(
+        'two escalation steps',
+        () => handle.query(statusQuery),
+        (s) => s.notifications.length === 2,
+      );
+      const email = gmail.caught.find((m) => m.to.includes('harborview.backup@gmail.example'));
+      assert.ok(email, 'the notification email reaches the contact through the relay');
+      assert.match(email.raw.toString(), /we are holding your mail/);
+      assert.equal(webhook.received.length, 1);
+      assert.equal(webhook.received[0]!.event, 'outage.notify');
+      assert.equal(webhook.received[0]!.customerId, runbook.id);
+      assert.deepEqual(
+        notified.callTasks.map((t) => `${t.id}:${t.outcome}`),
+        ['call-1:null'],
+      );
+      assert.equal(notified.callTasks[0]!.contacts[0]!.phone, '+1 212 555 0142');
+      await assert.rejects(
+        handle.executeUpdate(recordCallUpdate, {
+          args: [{ taskId: 'call-9', outcome: 'reached', actor: 'ops:alice' }],
+        }),
+        (err: unknown) =>
+          err instanceof WorkflowUpdateFailedError &&
+          /no call task call-9; open ones: call-1/.test(String((err.cause as Error)?.message)),
+      );
+      const called = await handle.executeUpdate(recordCallUpdate, {
+        args: [
+          {
+            taskId: 'call-1',
+            outcome: 'reached',
+            actor: 'ops:alice',
+            note: 'office manager: forward to Gmail',
+          },
+        ],
+      });
+      assert.equal(called.acknowledged, true);
+      assert.equal(called.callTasks[0]!.closedBy, 'ops:alice');
+
       await assert.rejects(
         handle.executeUpdate(instructUpdate, {
           args: [{ action: 'forward', to: ['not an address'], actor: 'ops:alice' }],
@@ -129,7 +199,7 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
         args: [
           {
             action: 'forward',
-            to: ['harborview.backup@gmail.example'],
+            to: [FORWARD_TO],
             actor: 'ops:alice',
             requestId: 'req-1',
           },
@@ -139,22 +209,22 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
       assert.equal(forwarding.history.length, 1, 'the refused instruction left no trace');
       await eventually(
         'held mail reaches the Gmail stand-in',
-        async () => gmail.caught.length,
+        async () => forwarded().length,
         (n) => n === 2,
       );
       assert.ok(
-        gmail.caught[0]!.raw.equals(first) && gmail.caught[1]!.raw.equals(second),
+        forwarded()[0]!.raw.equals(first) && forwarded()[1]!.raw.equals(second),
         'byte for byte, in order',
       );
-      assert.equal(gmail.caught[0]!.from, 'bounces@mx.failover.test');
+      assert.equal(forwarded()[0]!.from, 'bounces@mx.failover.test');
 
       const third = await send(ingest, to, 'three');
       await eventually(
         'new mail follows the forward',
-        async () => gmail.caught.length,
+        async () => forwarded().length,
         (n) => n === 3,
       );
-      assert.ok(gmail.caught[2]!.raw.equals(third));
+      assert.ok(forwarded()[2]!.raw.equals(third));
 
       await handle.executeUpdate(instructUpdate, { args: [{ action: 'hold', actor: 'ops:bob' }] });
       const fourth = await send(ingest, to, 'four');
@@ -163,7 +233,7 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
         () => handle.query(statusQuery),
         (s) => s.phase === 'holding' && s.heldMessages === 1,
       );
-      assert.equal(gmail.caught.length, 3);
+      assert.equal(forwarded().length, 3);
 
       primary = await startCatcher({ port: primaryPort });
       const result = await handle.result();
@@ -186,6 +256,7 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
     doorbell.close();
     await ingest.close();
     await gmail.close();
+    await webhook.close();
     await primary?.close();
   }
 });

@@ -6,6 +6,7 @@ import type { Sql } from '../store/db';
 import { countHeldMessages } from '../store/messages';
 import type { ObjectStore } from '../store/objects';
 import { createDeliveryActivities } from './deliver';
+import { createNotifyActivities } from './notify';
 import { probeMx } from './probe';
 
 export interface ActivityDeps {
@@ -21,6 +22,7 @@ export function createActivities(deps: ActivityDeps) {
   const { sql, config } = deps;
   return {
     ...createDeliveryActivities(deps),
+    ...createNotifyActivities(deps),
 
     /** Probes every primary MX host of the runbook, in preference order. */
     probePrimary(runbook: Runbook): Promise<ProbeResult[]> {

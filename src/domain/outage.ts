@@ -56,6 +56,35 @@ export interface OutageCounts {
   failed: number;
 }
 
+export interface NotificationRecord {
+  step: number;
+  at: string;
+  results: { channel: string; ok: boolean; detail: string }[];
+}
+
+/** A phone call an operator owes the customer's contacts; closed by recording how it went. */
+export interface CallTask {
+  id: string;
+  step: number;
+  createdAt: string;
+  contacts: { name: string; role: string; phone: string | null }[];
+  outcome: CallOutcome | null;
+  closedBy: string | null;
+  closedAt: string | null;
+  note: string | null;
+}
+
+export const callOutcomeSchema = z.enum(['reached', 'no-answer', 'voicemail', 'wrong-number']);
+export type CallOutcome = z.infer<typeof callOutcomeSchema>;
+
+export const callRecordSchema = z.object({
+  taskId: z.string().min(1),
+  outcome: callOutcomeSchema,
+  actor: z.string().min(1, 'say who made the call'),
+  note: z.string().max(2000).optional(),
+});
+export type CallRecord = z.infer<typeof callRecordSchema>;
+
 /** The workflow's state: what the status query returns, and what continue-as-new carries. Plain JSON only. */
 export interface OutageStatus {
   customerId: string;
@@ -69,6 +98,10 @@ export interface OutageStatus {
   resolvedAt: string | null;
   instruction: Instruction | null;
   history: InstructionRecord[];
+  notifications: NotificationRecord[];
+  callTasks: CallTask[];
+  /** Someone at the customer has been reached: escalation stops (the default instruction still applies). */
+  acknowledged: boolean;
   counts: OutageCounts;
   appliedRequestIds: string[];
 }

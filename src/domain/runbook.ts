@@ -53,6 +53,7 @@ export const contactSchema = z
   });
 
 export const notifyChannelSchema = z.enum(['ops-call', 'email', 'sms', 'webhook']);
+export type NotifyChannel = z.infer<typeof notifyChannelSchema>;
 
 export const notifyStepSchema = z.strictObject({
   after: durationSchema,

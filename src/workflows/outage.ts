@@ -12,6 +12,7 @@ import {
 import type { createActivities } from '../activities';
 import type { DeliveryTarget } from '../domain/delivery';
 import {
+  callRecordSchema,
   defaultInstruction,
   type Instruction,
   instructionSchema,
@@ -29,10 +30,10 @@ import {
   mxDomainsKey,
   outagePhaseKey,
 } from '../domain/search-attributes';
-import { instructUpdate, mailHeldSignal, statusQuery } from './messages';
+import { instructUpdate, mailHeldSignal, recordCallUpdate, statusQuery } from './messages';
 
 type Activities = ReturnType<typeof createActivities>;
-const { countHeldMessages, probePrimary } = proxyActivities<Activities>({
+const { countHeldMessages, probePrimary, notifyContacts } = proxyActivities<Activities>({
   startToCloseTimeout: '1m',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
@@ -71,6 +72,9 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     resolvedAt: null,
     instruction: null,
     history: [],
+    notifications: [],
+    callTasks: [],
+    acknowledged: false,
     counts: { relayed: 0, forwarded: 0, redirected: 0, restored: 0, failed: 0 },
     appliedRequestIds: [],
   };
@@ -117,6 +121,68 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       },
     },
   );
+
+  setHandler(
+    recordCallUpdate,
+    (raw) => {
+      const record = callRecordSchema.parse(raw);
+      const task = s.callTasks.find((t) => t.id === record.taskId)!;
+      Object.assign(task, {
+        outcome: record.outcome,
+        closedBy: record.actor,
+        closedAt: new Date().toISOString(),
+        note: record.note ?? null,
+      });
+      if (record.outcome === 'reached') s.acknowledged = true;
+      describe();
+      return s;
+    },
+    {
+      description: 'Record the outcome of an ops call task: reached, no-answer, voicemail or wrong-number',
+      validator: (raw) => {
+        const parsed = callRecordSchema.safeParse(raw);
+        if (!parsed.success)
+          throw new Error(
+            `invalid call record: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+          );
+        const task = s.callTasks.find((t) => t.id === parsed.data.taskId);
+        if (!task)
+          throw new Error(
+            `no call task ${parsed.data.taskId}; open ones: ${openCalls().join(', ') || 'none'}`,
+          );
+        if (task.outcome)
+          throw new Error(`call task ${task.id} was already closed by ${task.closedBy} (${task.outcome})`);
+      },
+    },
+  );
+
+  const openCalls = () => s.callTasks.filter((t) => !t.outcome).map((t) => t.id);
+
+  /** One escalation step: messages go out now; an ops-call step opens a call task for an operator. */
+  async function notifyStep(step: number) {
+    const { channels } = runbook.notify[step]!;
+    if (channels.includes('ops-call')) {
+      s.callTasks.push({
+        id: `call-${step + 1}`,
+        step,
+        createdAt: new Date().toISOString(),
+        contacts: runbook.contacts.map((c) => ({ name: c.name, role: c.role, phone: c.phone ?? null })),
+        outcome: null,
+        closedBy: null,
+        closedAt: null,
+        note: null,
+      });
+    }
+    const results = await notifyContacts({
+      runbook,
+      step,
+      channels,
+      heldMessages: s.heldMessages,
+      declaredAt: s.declaredAt!,
+    });
+    s.notifications.push({ step, at: new Date().toISOString(), results });
+    describe();
+  }
 
   function apply(instruction: Instruction) {
     s.instruction = instruction;
@@ -216,10 +282,32 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     if (pendingRings > 0) await recount();
   }
 
-  // Await instructions: the operator's, or the runbook's default when its deadline passes.
+  // Notify and await instructions: escalation steps go out on schedule (measured from the declaration) until
+  // someone is reached or an instruction comes; the runbook's default applies when its deadline passes.
   if (phaseNow() === 'awaiting-instructions') {
-    const given = await condition(() => s.instruction !== null, runbook.instructions.default.after);
-    if (!given) apply(defaultInstruction(runbook));
+    const declared = Date.parse(s.declaredAt!);
+    const deadline = declared + durationMs(runbook.instructions.default.after);
+    while (s.instruction === null) {
+      const step = s.notifications.length;
+      const nextStepAt =
+        step < runbook.notify.length && !s.acknowledged
+          ? declared + durationMs(runbook.notify[step]!.after)
+          : Number.POSITIVE_INFINITY;
+      const wakeAt = Math.min(nextStepAt, deadline);
+      if (Date.now() >= nextStepAt) {
+        await notifyStep(step);
+        continue;
+      }
+      if (Date.now() >= deadline) {
+        apply(defaultInstruction(runbook));
+        break;
+      }
+      const acknowledged = s.acknowledged;
+      await condition(
+        () => s.instruction !== null || s.acknowledged !== acknowledged,
+        Math.max(wakeAt - Date.now(), 1),
+      );
+    }
   }
 
   // Execute, until restored or resolved. Every pass: deliver what the instruction says, then wait for new mail,
