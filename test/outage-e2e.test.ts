@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import pino from 'pino';
 import type { Config } from '../src/config';
 import { outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
 import { Doorbell } from '../src/ingest/doorbell';
 import { createIngestMetrics } from '../src/ingest/metrics';
+import { TOOLS_BIN } from '../src/stack/temporal';
 import { instructUpdate, recordCallUpdate, statusQuery } from '../src/workflows/messages';
 import type { outageWorkflow } from '../src/workflows/outage';
 import { startCatcher } from './helpers/catcher';
@@ -49,6 +53,26 @@ async function startWebhookReceiver() {
     received,
     close: () => new Promise((r) => server.close(r)),
   };
+}
+
+/** RECORD_HISTORIES=1 npm test -- test/outage-e2e.test.ts refreshes the histories test/replay.test.ts replays. */
+async function recordHistory(name: string, handle: WorkflowHandle) {
+  if (!process.env.RECORD_HISTORIES) return;
+  // The CLI's JSON is the format Worker.runReplayHistories reads (historyFromJSON).
+  const { address, namespace } = testConfig().temporal;
+  const json = execFileSync(join(TOOLS_BIN, 'temporal'), [
+    'workflow',
+    'show',
+    '--workflow-id',
+    handle.workflowId,
+    '--output',
+    'json',
+    '--address',
+    address,
+    '--namespace',
+    namespace,
+  ]);
+  writeFileSync(join(__dirname, 'histories', `${name}.json`), json);
 }
 
 function fastRunbook(primaryPort: number, overrides: Partial<Runbook> = {}): Runbook {
@@ -103,6 +127,7 @@ test('primary healthy: mail at the backup is relayed to it at once, and no outag
       const handle = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
       await eventually('the doorbell starts the workflow', () => handle.describe().then(() => true), Boolean);
       const result = await handle.result();
+      await recordHistory('outage-primary-healthy', handle);
       assert.ok(Date.now() - started < 10_000, 'within seconds');
       assert.equal(result.phase, 'closed');
       assert.equal(result.declaredAt, null, 'no outage');
@@ -237,6 +262,7 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
 
       primary = await startCatcher({ port: primaryPort });
       const result = await handle.result();
+      await recordHistory('outage-forward-hold-restore', handle);
       assert.equal(primary.caught.length, 1, 'restore delivers the rest to the primary');
       assert.ok(primary.caught[0]!.raw.equals(fourth));
       assert.equal(result.phase, 'closed');
