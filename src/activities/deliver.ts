@@ -51,6 +51,8 @@ async function record(
   await sql`insert into delivery_ledger ${sql(rows)} on conflict do nothing`;
 }
 
+const HEARTBEAT_EVERY_MS = 5_000;
+
 type SmtpError = Error & { responseCode?: number; code?: string };
 const permanent = (err: SmtpError) => (err.responseCode ?? 0) >= 500;
 
@@ -98,6 +100,10 @@ export function createDeliveryActivities({
       const transports = hosts.map((h) => transportFor(config, h.host, h.port, h.requireTls));
       let delivered = 0;
       let failed = 0;
+      // Heartbeats also while one message is on its way (a slow server may take minutes to answer), so a short
+      // heartbeat timeout finds a dead worker quickly without declaring a slow delivery dead.
+      let lastMessageId: string | undefined;
+      const beat = setInterval(() => heartbeat({ lastMessageId }), HEARTBEAT_EVERY_MS);
       try {
         for (const message of await nextBatch(sql, runbook.id, key, input.limit)) {
           const ref: BodyRef = {
@@ -130,10 +136,12 @@ export function createDeliveryActivities({
               );
             }
           }
-          heartbeat({ lastMessageId: message.id });
+          lastMessageId = message.id;
+          heartbeat({ lastMessageId });
           if (input.ratePerSecond) await sleep(Math.ceil(1000 / input.ratePerSecond));
         }
       } finally {
+        clearInterval(beat);
         for (const t of transports) t.close();
       }
       const remaining = (await nextBatch(sql, runbook.id, key, 1_000_000)).length;

@@ -41,7 +41,8 @@ const { countHeldMessages, probePrimary, notifyContacts } = proxyActivities<Acti
 // and a running retry loop would not notice a new instruction.
 const { deliverBatch } = proxyActivities<Activities>({
   startToCloseTimeout: '15m',
-  heartbeatTimeout: '2m',
+  // The activity heartbeats every 5 s, also during a slow send: a killed worker is noticed within 20 s.
+  heartbeatTimeout: '20s',
   retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 3 },
 });
 

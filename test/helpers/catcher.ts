@@ -12,7 +12,7 @@ export interface Caught {
  * `refuse` answers a recipient with a code of our choosing (550 permanent, 450 temporary).
  */
 export async function startCatcher(
-  opts: { refuse?: (rcpt: string) => number | undefined; port?: number } = {},
+  opts: { refuse?: (rcpt: string) => number | undefined; port?: number; rcptDelayMs?: number } = {},
 ) {
   const caught: Caught[] = [];
   const server = new SMTPServer({
@@ -21,8 +21,13 @@ export async function startCatcher(
     logger: false,
     onRcptTo(address, _session, callback) {
       const code = opts.refuse?.(address.address);
-      if (code) return callback(Object.assign(new Error(`${code} refused by test`), { responseCode: code }));
-      callback();
+      const answer = () =>
+        code
+          ? callback(Object.assign(new Error(`${code} refused by test`), { responseCode: code }))
+          : callback();
+      // A slow server: most of each delivery's time is spent before DATA, where a dead client delivers nothing.
+      if (opts.rcptDelayMs) setTimeout(answer, opts.rcptDelayMs);
+      else answer();
     },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
