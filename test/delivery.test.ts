@@ -149,3 +149,23 @@ test('forward: one copy per message to the mailbox, our envelope sender, the ori
     await gmail.close();
   }
 });
+
+test('redirect: another server gets the original envelope and bytes; the ledger names it as the target', async () => {
+  const dr = await startCatcher();
+  const runbook = uniqueRunbook('harborview-law');
+  const [a] = runbook.recipients as string[];
+  try {
+    const raw = await hold(runbook, [a!], 'redirected');
+    const target: DeliveryTarget = { kind: 'redirect', host: '127.0.0.1', port: dr.port, requireTls: false };
+    assert.deepEqual(await deliver(runbook, target), { delivered: 1, failed: 0, remaining: 0 });
+    assert.ok(dr.caught[0]!.raw.equals(raw));
+    assert.equal(dr.caught[0]!.from, 'sender@origin.example');
+    assert.deepEqual(dr.caught[0]!.to, [a]);
+    const [row] =
+      await sql`select target from delivery_ledger d join held_recipient r using (message_id, recipient)
+                            where r.customer_id = ${runbook.id}`;
+    assert.equal(row!.target, `redirect:127.0.0.1:${dr.port}`);
+  } finally {
+    await dr.close();
+  }
+});
