@@ -43,6 +43,7 @@ export const envSchema = z
     MXF_RECONCILE_MS: positiveInt(60_000, 'milliseconds'),
     MXF_FORWARD_SENDER: z.email({ error: 'expected an email address' }).optional(),
     MXF_SMTP_RELAY: hostAndPort.default('127.0.0.1:25'),
+    MXF_MONITOR: z.enum(['on', 'off']).default('on'),
     MXF_NOTIFY_FROM: z.email({ error: 'expected an email address' }).optional(),
     MXF_NOTIFY_WEBHOOK_URL: z
       .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
@@ -110,6 +111,7 @@ function toConfig(env: z.output<typeof envSchema>) {
     // Forwarded mail leaves with our envelope sender, so the sender's SPF does not fail at the mailbox and
     // bounces of forwarded copies come to us, never to a (possibly forged) original sender.
     forwardSender: env.MXF_FORWARD_SENDER ?? `postmaster@${env.MXF_HOSTNAME}`,
+    monitor: env.MXF_MONITOR === 'on',
     notifyFrom: env.MXF_NOTIFY_FROM ?? `mx-failover@${env.MXF_HOSTNAME}`,
     notifyWebhookUrl: env.MXF_NOTIFY_WEBHOOK_URL,
     // Forwarded copies and notification emails leave through this smarthost (MX lookups are not built yet).

@@ -72,6 +72,9 @@ function startServices(config: Config, databaseUrl: string): ManagedProcess[] {
     ...process.env,
     DATABASE_URL: databaseUrl,
     MXF_LOG_FORMAT: process.env.MXF_LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json'),
+    // The example runbooks' MX hosts (*.example) never answer, so active monitoring would declare outages for
+    // them at once; in the dev stack it is on only when asked for.
+    MXF_MONITOR: process.env.MXF_MONITOR ?? 'off',
   };
   const entry = (name: string, file: string) =>
     startProcess(name, process.execPath, ['--import', 'tsx', resolve(__dirname, file)], {
@@ -156,6 +159,8 @@ async function main() {
     say(`  MinIO S3                 ${config.s3.url}  bucket ${config.s3.bucket}`);
     say(`  MinIO console            http://${config.s3.endPoint}:${config.s3.consolePort}`);
     say(`  PostgreSQL               ${databaseUrl}${config.database.managed ? '  (private cluster)' : ''}`);
+    if ((process.env.MXF_MONITOR ?? 'off') === 'off')
+      say('Active monitoring is off here; MXF_MONITOR=on npm run dev turns it on.');
     say('Ctrl-C stops everything.');
   } catch (err) {
     console.error(`mx-failover dev: ${(err as Error).message}`);

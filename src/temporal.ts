@@ -1,7 +1,11 @@
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { Config } from './config';
+import { type MailHeld, outageWorkflowId } from './domain/outage';
+import type { Runbook } from './domain/runbook';
 import { searchAttributeKeys } from './domain/search-attributes';
+import { mailHeldSignal } from './workflows/messages';
+import type { outageWorkflow } from './workflows/outage';
 
 export async function connectTemporal(
   target: Pick<Config['temporal'], 'address' | 'namespace'>,
@@ -36,4 +40,24 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
     });
   }
   return missing.map((k) => k.name);
+}
+
+const SIGNAL_DEADLINE_MS = 5_000;
+
+/**
+ * Start-or-join the customer's outage workflow and ring its doorbell: signalWithStart, which needs no worker,
+ * only the Temporal frontend. Used by the ingest (after held mail is committed) and by the monitor (when the
+ * primary stops answering while no mail arrives).
+ */
+export function ringOutage(client: Client, taskQueue: string, runbook: Runbook, accepted: number) {
+  return client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () =>
+    client.workflow.signalWithStart<typeof outageWorkflow, [MailHeld]>('outageWorkflow', {
+      workflowId: outageWorkflowId(runbook.id),
+      taskQueue,
+      args: [{ customerId: runbook.id, runbook }],
+      signal: mailHeldSignal,
+      signalArgs: [{ acceptedSinceLastRing: accepted }],
+      staticSummary: `Outage: ${runbook.name} (${runbook.domains.join(', ')})`,
+    }),
+  );
 }

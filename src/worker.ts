@@ -1,3 +1,4 @@
+import { Client, Connection } from '@temporalio/client';
 import {
   DefaultLogger,
   makeTelemetryFilterString,
@@ -8,10 +9,13 @@ import {
 import { createActivities } from './activities';
 import { loadConfigOrExit } from './config';
 import { createLogger } from './log';
+import { loadRunbooksOrExit } from './runbooks/load';
+import { ensureMonitorSchedules } from './schedules';
 import { createSql } from './store/db';
 import { createObjectStore } from './store/objects';
 
-// The worker runs outage workflows and their activities. Temporal's own SIGINT/SIGTERM handling drains it.
+// The worker runs the outage and monitor workflows and their activities, and keeps the monitor schedules in line
+// with the runbooks. Temporal's own SIGINT/SIGTERM handling drains it.
 async function main() {
   const config = loadConfigOrExit();
   const log = createLogger(config, 'worker');
@@ -19,18 +23,26 @@ async function main() {
     logger: new DefaultLogger('WARN', (entry) => log.warn(entry.meta ?? {}, entry.message)),
     telemetryOptions: { logging: { forward: {}, filter: makeTelemetryFilterString({ core: 'WARN' }) } },
   });
+  const runbooks = await loadRunbooksOrExit(config.runbooksDir);
   const sql = createSql(config);
+  const client = new Client({
+    connection: Connection.lazy({ address: config.temporal.address }),
+    namespace: config.temporal.namespace,
+  });
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     workflowsPath: require.resolve('./workflows'),
-    activities: createActivities({ sql, objects: createObjectStore(config), config, log }),
+    activities: createActivities({ sql, objects: createObjectStore(config), config, log, client }),
   });
+  if (config.monitor) await ensureMonitorSchedules(client, config, runbooks, log);
+  else log.info('active monitoring is off (MXF_MONITOR=off): outages start only when mail arrives');
   log.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker started');
   await worker.run();
   await connection.close();
+  await client.connection.close();
   await sql.end({ timeout: 5 });
   log.info('worker stopped');
 }

@@ -3,8 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import pino from 'pino';
-import { createActivities } from '../src/activities';
+import { createDeliveryActivities } from '../src/activities/deliver';
 import { probeMx } from '../src/activities/probe';
 import type { DeliveryTarget } from '../src/domain/delivery';
 import type { Runbook } from '../src/domain/runbook';
@@ -47,8 +46,8 @@ async function hold(runbook: Runbook, recipients: string[], subject: string): Pr
 
 function deliver(runbook: Runbook, target: DeliveryTarget, env: Record<string, string> = {}) {
   const config = testConfig(env);
-  const activities = createActivities({ sql, objects, config, log: pino({ level: 'silent' }) });
-  return new MockActivityEnvironment().run(activities.deliverBatch, { runbook, target, limit: 100 });
+  const { deliverBatch } = createDeliveryActivities({ sql, objects, config });
+  return new MockActivityEnvironment().run(deliverBatch, { runbook, target, limit: 100 });
 }
 
 function withPrimary(runbook: Runbook, port: number): Runbook {

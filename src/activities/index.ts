@@ -1,3 +1,4 @@
+import type { Client } from '@temporalio/client';
 import type { Config } from '../config';
 import type { ProbeResult } from '../domain/delivery';
 import type { Runbook } from '../domain/runbook';
@@ -5,6 +6,7 @@ import type { Logger } from '../log';
 import type { Sql } from '../store/db';
 import { countHeldMessages } from '../store/messages';
 import type { ObjectStore } from '../store/objects';
+import { ringOutage } from '../temporal';
 import { createDeliveryActivities } from './deliver';
 import { createNotifyActivities } from './notify';
 import { probeMx } from './probe';
@@ -14,6 +16,8 @@ export interface ActivityDeps {
   objects: ObjectStore;
   config: Config;
   log: Logger;
+  /** For the monitor's ring; a lazy connection, so the worker starts whatever Temporal's state. */
+  client: Client;
 }
 
 // Activities get their dependencies injected, so tests run them against the same real services with their own
@@ -23,6 +27,11 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createDeliveryActivities(deps),
     ...createNotifyActivities(deps),
+
+    /** The monitor found the primary silent: start or join the outage, as held mail would. */
+    async ringOutage(runbook: Runbook): Promise<void> {
+      await ringOutage(deps.client, config.temporal.taskQueue, runbook, 0);
+    },
 
     /** Probes every primary MX host of the runbook, in preference order. */
     probePrimary(runbook: Runbook): Promise<ProbeResult[]> {

@@ -1,10 +1,8 @@
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config';
-import { outageWorkflowId } from '../domain/outage';
 import type { Runbook } from '../domain/runbook';
 import type { Logger } from '../log';
-import { mailHeldSignal } from '../workflows/messages';
-import type { outageWorkflow } from '../workflows/outage';
+import { ringOutage } from '../temporal';
 import type { IngestMetrics } from './metrics';
 
 // The doorbell tells a customer's outage workflow that held mail arrived: signalWithStart, debounced per customer,
@@ -12,7 +10,6 @@ import type { IngestMetrics } from './metrics';
 // delays it: if Temporal is down, the count stays pending and is retried with backoff, and the reconciler rings
 // every customer with held mail periodically, which also covers a crash of this process.
 
-const SIGNAL_DEADLINE_MS = 5_000;
 const MAX_BACKOFF_MS = 60_000;
 
 export class Doorbell {
@@ -76,20 +73,7 @@ export class Doorbell {
   }
 
   private signal(runbook: Runbook, accepted: number) {
-    const { client, config } = this.deps;
-    return client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () =>
-      client.workflow.signalWithStart<typeof outageWorkflow, [{ acceptedSinceLastRing: number }]>(
-        'outageWorkflow',
-        {
-          workflowId: outageWorkflowId(runbook.id),
-          taskQueue: config.temporal.taskQueue,
-          args: [{ customerId: runbook.id, runbook }],
-          signal: mailHeldSignal,
-          signalArgs: [{ acceptedSinceLastRing: accepted }],
-          staticSummary: `Outage: ${runbook.name} (${runbook.domains.join(', ')})`,
-        },
-      ),
-    );
+    return ringOutage(this.deps.client, this.deps.config.temporal.taskQueue, runbook, accepted);
   }
 
   /** Customers whose ring has not reached Temporal yet. */

@@ -1,1 +1,2 @@
+export { monitorWorkflow } from './monitor';
 export { outageWorkflow } from './outage';

@@ -1,3 +1,4 @@
+import { Client, Connection } from '@temporalio/client';
 import {
   bundleWorkflowCode,
   NativeConnection,
@@ -34,6 +35,10 @@ export async function withWorker<T>(
   const config = opts.config ?? testConfig();
   const bundle = await workflowBundle(); // first: it installs the Runtime, which a connection would instantiate
   const connection = await NativeConnection.connect({ address: opts.address });
+  const client = new Client({
+    connection: Connection.lazy({ address: opts.address }),
+    namespace: opts.namespace,
+  });
   try {
     const worker = await Worker.create({
       connection,
@@ -43,12 +48,14 @@ export async function withWorker<T>(
       activities: createActivities({
         sql: opts.sql,
         objects: createObjectStore(config),
-        config,
+        config: { ...config, temporal: { ...config.temporal, taskQueue: opts.taskQueue } },
         log: pino({ level: 'silent' }),
+        client,
       }),
     });
     return await worker.runUntil(fn);
   } finally {
+    await client.connection.close();
     await connection.close();
   }
 }
