@@ -1,4 +1,5 @@
 import {
+  type ActivityOptions,
   ApplicationFailure,
   allHandlersFinished,
   condition,
@@ -33,18 +34,20 @@ import {
 import { instructUpdate, mailHeldSignal, recordCallUpdate, statusQuery } from './messages';
 
 type Activities = ReturnType<typeof createActivities>;
-const { countHeldMessages, probePrimary, notifyContacts } = proxyActivities<Activities>({
+const SHORT: ActivityOptions = {
   startToCloseTimeout: '1m',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
-});
+};
+const { countHeldMessages, probePrimary, notifyContacts } = proxyActivities<Activities>(SHORT);
 // A few attempts only: a target that stays down is the workflow's matter (wait, probe, maybe change course),
 // and a running retry loop would not notice a new instruction.
-const { deliverBatch } = proxyActivities<Activities>({
+const DELIVERY: ActivityOptions = {
   startToCloseTimeout: '15m',
   // The activity heartbeats every 5 s, also during a slow send: a killed worker is noticed within 20 s.
   heartbeatTimeout: '20s',
   retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 3 },
-});
+};
+const { deliverBatch } = proxyActivities<Activities>(DELIVERY);
 
 const BATCH = 200;
 // Signals per run stay far below Temporal's 10,000 cap because ingest debounces its doorbell; continue-as-new
@@ -174,13 +177,18 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
         note: null,
       });
     }
-    const results = await notifyContacts({
-      runbook,
-      step,
-      channels,
-      heldMessages: s.heldMessages,
-      declaredAt: s.declaredAt!,
-    });
+    const results = await notifyContacts.executeWithOptions(
+      { ...SHORT, summary: `Notify step ${step + 1}: ${channels.join(', ')}` },
+      [
+        {
+          runbook,
+          step,
+          channels,
+          heldMessages: s.heldMessages,
+          declaredAt: s.declaredAt!,
+        },
+      ],
+    );
     s.notifications.push({ step, at: new Date().toISOString(), results });
     describe();
   }
@@ -225,7 +233,8 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
   }
 
   async function probe() {
-    s.lastProbe = await probePrimary(runbook);
+    const hosts = runbook.primary.map((p) => `${p.host}:${p.port}`).join(', ');
+    s.lastProbe = await probePrimary.executeWithOptions({ ...SHORT, summary: `Probe ${hosts}` }, [runbook]);
     s.primaryHealthy = s.lastProbe.some((p) => p.ok);
   }
 
@@ -236,7 +245,10 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       try {
         const ratePerSecond =
           target.kind === 'primary' && s.declaredAt ? runbook.restore.ratePerSecond : undefined;
-        result = await deliverBatch({ runbook, target, limit: BATCH, ratePerSecond });
+        result = await deliverBatch.executeWithOptions(
+          { ...DELIVERY, summary: `Deliver up to ${BATCH} to ${describeTarget(target)}` },
+          [{ runbook, target, limit: BATCH, ratePerSecond }],
+        );
       } catch {
         await recount();
         return false; // the target is not taking mail now; the caller waits and tries again
@@ -266,7 +278,9 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
         setPhase('relaying');
         instructionChanged = false;
         while (phaseNow() === 'relaying' && !(await drain({ kind: 'primary' }, 'relayed'))) {
-          await condition(() => instructionChanged, probeEvery);
+          await condition(() => instructionChanged, probeEvery, {
+            summary: 'Primary not taking mail: retry after a probe interval',
+          });
         }
         if (phaseNow() === 'relaying') return close();
         break;
@@ -279,7 +293,9 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       }
     }
     pendingRings = 0;
-    await condition(() => instructionChanged || pendingRings > 0, Math.max(nextProbeAt - Date.now(), 1));
+    await condition(() => instructionChanged || pendingRings > 0, Math.max(nextProbeAt - Date.now(), 1), {
+      summary: 'Next probe of the primary (confirming the outage)',
+    });
     if (pendingRings > 0) await recount();
   }
 
@@ -307,6 +323,12 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       await condition(
         () => s.instruction !== null || s.acknowledged !== acknowledged,
         Math.max(wakeAt - Date.now(), 1),
+        {
+          summary:
+            wakeAt === deadline
+              ? `Default instruction (${runbook.instructions.default.action}) due`
+              : `Notify step ${step + 1} due`,
+        },
       );
     }
   }
@@ -326,7 +348,9 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       await condition(allHandlersFinished);
       return continueAsNew<typeof outageWorkflow>({ ...input, carried: s });
     }
-    const woke = await condition(() => instructionChanged || pendingRings > 0, probeEvery);
+    const woke = await condition(() => instructionChanged || pendingRings > 0, probeEvery, {
+      summary: `${s.phase}: waiting for new mail, an instruction, or the next probe`,
+    });
     if (woke) continue;
     await probe();
     await recount();
@@ -344,6 +368,12 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     setPhase('closed');
     return s;
   }
+}
+
+function describeTarget(target: DeliveryTarget): string {
+  if (target.kind === 'forward') return `forward ${target.to.join(', ')}`;
+  if (target.kind === 'redirect') return `redirect ${target.host}:${target.port}`;
+  return 'the primary';
 }
 
 function counterFor(instruction: Instruction): keyof OutageStatus['counts'] {
