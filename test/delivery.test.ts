@@ -8,7 +8,7 @@ import { probeMx } from '../src/activities/probe';
 import type { DeliveryTarget } from '../src/domain/delivery';
 import type { Runbook } from '../src/domain/runbook';
 import { createSql } from '../src/store/db';
-import { commitHeldMessage } from '../src/store/messages';
+import { commitHeldMessage, countHeldMessages } from '../src/store/messages';
 import { BodyWriter, createObjectStore } from '../src/store/objects';
 import { startCatcher } from './helpers/catcher';
 import { heldMessage } from './helpers/fixtures';
@@ -166,5 +166,22 @@ test('redirect: another server gets the original envelope and bytes; the ledger 
     assert.equal(row!.target, `redirect:127.0.0.1:${dr.port}`);
   } finally {
     await dr.close();
+  }
+});
+
+test('recipients are matched as stored, whatever form the server reports them in; a refused one is no longer held', async () => {
+  const primary = await startCatcher({ refuse: (rcpt) => (rcpt.startsWith('gone') ? 550 : undefined) });
+  const base = uniqueRunbook('meridian-freight'); // recipients: any
+  const runbook = withPrimary(base, primary.port);
+  const domain = base.domains[0]!;
+  const mixed = `Dispatch@${domain.toUpperCase()}`;
+  try {
+    await hold(runbook, [mixed, `gone@${domain}`], 'case');
+    assert.deepEqual(await deliver(runbook, { kind: 'primary' }), { delivered: 1, failed: 1, remaining: 0 });
+    assert.deepEqual(await deliver(runbook, { kind: 'primary' }), { delivered: 0, failed: 0, remaining: 0 });
+    assert.equal(primary.caught.length, 1, 'sent once');
+    assert.equal(await countHeldMessages(sql, runbook.id), 0, 'delivered or refused for good: nothing held');
+  } finally {
+    await primary.close();
   }
 });

@@ -1,4 +1,5 @@
-import { ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
+import { domainToASCII } from 'node:url';
+import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Config } from '../config';
 import { type DeliveryBatchResult, type DeliveryTarget, targetKey } from '../domain/delivery';
@@ -52,6 +53,13 @@ async function record(
 }
 
 const HEARTBEAT_EVERY_MS = 5_000;
+const BATCH_TIME_MS = 10 * 60_000;
+
+/** An address as nodemailer reports it back: the domain lower-cased and in ASCII (punycode). */
+function recipientKey(address: string): string {
+  const at = address.lastIndexOf('@');
+  return `${address.slice(0, at)}@${domainToASCII(address.slice(at + 1).toLowerCase()) || address.slice(at + 1).toLowerCase()}`;
+}
 
 type SmtpError = Error & { responseCode?: number; code?: string };
 const permanent = (err: SmtpError) => (err.responseCode ?? 0) >= 500;
@@ -104,8 +112,15 @@ export function createDeliveryActivities({
       // heartbeat timeout finds a dead worker quickly without declaring a slow delivery dead.
       let lastMessageId: string | undefined;
       const beat = setInterval(() => heartbeat({ lastMessageId }), HEARTBEAT_EVERY_MS);
+      // Stop well inside the activity's start-to-close timeout, so a retry never runs beside a live attempt.
+      const stopAt = Date.now() + BATCH_TIME_MS;
+      const cancelled = Context.current().cancellationSignal;
+      let deferred = 0;
+      let lastDeferral = '';
       try {
         for (const message of await nextBatch(sql, runbook.id, key, input.limit)) {
+          if (cancelled.aborted) throw ApplicationFailure.retryable('delivery batch cancelled', 'Cancelled');
+          if (Date.now() > stopAt) break;
           const ref: BodyRef = {
             objectKey: message.object_key,
             offset: Number(message.body_offset),
@@ -125,15 +140,20 @@ export function createDeliveryActivities({
             await record(sql, message.id, message.recipients, key, 'delivered', outcome.response);
             delivered += message.recipients.length;
           } else {
-            await record(sql, message.id, outcome.accepted, key, 'delivered', outcome.response);
-            await record(sql, message.id, outcome.refused, key, 'failed', outcome.response);
-            delivered += outcome.accepted.length;
-            failed += outcome.refused.length;
+            // nodemailer reports recipients in its own form (domain lower-cased, IDN in punycode): map them back
+            // to the addresses as stored, or the ledger would never match and the message would go out again.
+            const stored = new Map(message.recipients.map((r) => [recipientKey(r), r]));
+            const asStored = (list: string[]) => list.flatMap((r) => stored.get(recipientKey(r)) ?? []);
+            const accepted = asStored(outcome.accepted);
+            const refused = asStored(outcome.refused);
+            await record(sql, message.id, accepted, key, 'delivered', outcome.response);
+            await record(sql, message.id, refused, key, 'failed', outcome.response);
+            delivered += accepted.length;
+            failed += refused.length;
+            // A deferred recipient waits for the next batch; the rest of the backlog goes on meanwhile.
             if (outcome.deferred.length > 0) {
-              throw ApplicationFailure.retryable(
-                `${outcome.deferred.length} recipient(s) deferred: ${outcome.response}`,
-                'SmtpDeferred',
-              );
+              deferred += outcome.deferred.length;
+              lastDeferral = outcome.response;
             }
           }
           lastMessageId = message.id;
@@ -144,7 +164,16 @@ export function createDeliveryActivities({
         clearInterval(beat);
         for (const t of transports) t.close();
       }
-      const remaining = (await nextBatch(sql, runbook.id, key, 1_000_000)).length;
+      if (deferred > 0 && delivered === 0 && failed === 0) {
+        throw ApplicationFailure.retryable(
+          `${deferred} recipient(s) deferred: ${lastDeferral}`,
+          'SmtpDeferred',
+        );
+      }
+      const [{ remaining }] = (await sql`
+        select count(*)::int as remaining from (${nextBatch(sql, runbook.id, key, 1_000_000)}) pending`) as unknown as [
+        { remaining: number },
+      ];
       return { delivered, failed, remaining };
     },
   };
@@ -179,8 +208,16 @@ async function sendVia(
         response: info.response ?? '',
       };
     } catch (err) {
-      const e = err as SmtpError;
-      if (permanent(e)) return { kind: 'permanent', response: e.message };
+      const e = err as SmtpError & { rejectedErrors?: (SmtpError & { recipient?: string })[] };
+      // Every recipient refused: nodemailer throws EENVELOPE with the answer for each one.
+      if (e.code === 'EENVELOPE' && e.rejectedErrors?.length) {
+        const refused = e.rejectedErrors.filter(permanent).map((r) => r.recipient ?? '');
+        const deferred = e.rejectedErrors.filter((r) => !permanent(r)).map((r) => r.recipient ?? '');
+        return { kind: 'sent', accepted: [], refused, deferred, response: e.message };
+      }
+      // nodemailer's own refusal of the message (over the server's SIZE, say) will not change on a retry.
+      if (permanent(e) || (e.code === 'EMESSAGE' && !e.responseCode))
+        return { kind: 'permanent', response: e.message };
       lastError = e;
       if (e.responseCode) break; // a 4xx from a server that answered: retry later, not elsewhere
     }

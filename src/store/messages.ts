@@ -37,9 +37,10 @@ export async function commitHeldMessage(
   }
 }
 
+// Held: neither delivered anywhere nor refused for good (a 5xx, listed in the outage's failed count). A recipient
+// the primary refuses permanently must not keep an outage open, nor make the reconciler ring for ever.
 const undelivered = (sql: Sql) => sql`
-  not exists (select 1 from delivery_ledger d
-              where d.message_id = r.message_id and d.recipient = r.recipient and d.outcome = 'delivered')`;
+  not exists (select 1 from delivery_ledger d where d.message_id = r.message_id and d.recipient = r.recipient)`;
 
 /** Held messages of a customer that still have a recipient no delivery has taken care of. */
 export async function countHeldMessages(sql: Sql, customerId: string): Promise<number> {

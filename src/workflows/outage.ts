@@ -257,7 +257,28 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       s.counts.failed += result.failed;
       await recount();
       if (result.remaining === 0 || instructionChanged) return result.remaining === 0;
+      await continueIfLong();
     }
+  }
+
+  /** Continue-as-new between steps once the history grows long, carrying the whole state. */
+  async function continueIfLong() {
+    if (ringsThisRun < MAX_RINGS_PER_RUN && !workflowInfo().continueAsNewSuggested) return;
+    await condition(allHandlersFinished);
+    await continueAsNew<typeof outageWorkflow>({ ...input, carried: s });
+  }
+
+  /**
+   * Ends the run, unless something came in while we were finishing: held mail, a ring, an instruction. Then the
+   * caller goes on. `resolve` closes regardless (mail still held starts a new outage at the next ring).
+   */
+  async function tryClose(force = false): Promise<OutageStatus | undefined> {
+    await condition(allHandlersFinished);
+    await recount();
+    if (!force && (s.heldMessages > 0 || instructionChanged || pendingRings > 0)) return undefined;
+    s.resolvedAt = new Date().toISOString();
+    setPhase('closed');
+    return s;
   }
 
   upsertSearchAttributes([
@@ -265,6 +286,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     { key: mxDomainsKey, value: runbook.domains },
     { key: outagePhaseKey, value: s.phase },
   ]);
+  if (s.phase === 'relaying') setPhase('detecting'); // carried from a run that continued as new mid-relay
   await recount();
 
   // Detect: the primary answers, so this is the ordinary backup-MX job; or it stays silent for confirmAfter.
@@ -274,24 +296,33 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     if (Date.now() >= nextProbeAt) {
       await probe();
       nextProbeAt = Date.now() + probeEvery;
+      if (phaseNow() !== 'detecting') break; // an instruction arrived during the probe
       if (s.primaryHealthy) {
         setPhase('relaying');
         instructionChanged = false;
-        while (phaseNow() === 'relaying' && !(await drain({ kind: 'primary' }, 'relayed'))) {
-          await condition(() => instructionChanged, probeEvery, {
-            summary: 'Primary not taking mail: retry after a probe interval',
-          });
+        while (phaseNow() === 'relaying') {
+          pendingRings = 0; // a ring from now on is new mail, which tryClose must not miss
+          const drained = await drain({ kind: 'primary' }, 'relayed');
+          if (phaseNow() !== 'relaying') break; // an instruction arrived during the relay
+          if (!drained) {
+            // It answered the probe but does not take the mail: count it as failing and keep confirming.
+            s.firstFailureAt ??= new Date().toISOString();
+            setPhase('detecting');
+            break;
+          }
+          const closed = await tryClose();
+          if (closed) return closed;
         }
-        if (phaseNow() === 'relaying') return close();
-        break;
+        continue;
       }
       s.firstFailureAt ??= new Date().toISOString();
       if (Date.now() - Date.parse(s.firstFailureAt) >= durationMs(runbook.detection.confirmAfter)) {
-        s.declaredAt = new Date().toISOString();
+        s.declaredAt ??= new Date().toISOString();
         setPhase('awaiting-instructions');
         break;
       }
     }
+    await continueIfLong();
     pendingRings = 0;
     await condition(() => instructionChanged || pendingRings > 0, Math.max(nextProbeAt - Date.now(), 1), {
       summary: 'Next probe of the primary (confirming the outage)',
@@ -305,6 +336,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     const declared = Date.parse(s.declaredAt!);
     const deadline = declared + durationMs(runbook.instructions.default.after);
     while (s.instruction === null) {
+      await continueIfLong();
       const step = s.notifications.length;
       const nextStepAt =
         step < runbook.notify.length && !s.acknowledged
@@ -320,8 +352,9 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
         break;
       }
       const acknowledged = s.acknowledged;
+      pendingRings = 0;
       await condition(
-        () => s.instruction !== null || s.acknowledged !== acknowledged,
+        () => s.instruction !== null || s.acknowledged !== acknowledged || pendingRings > 0,
         Math.max(wakeAt - Date.now(), 1),
         {
           summary:
@@ -330,6 +363,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
               : `Notify step ${step + 1} due`,
         },
       );
+      if (pendingRings > 0) await recount();
     }
   }
 
@@ -337,36 +371,31 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
   // a new instruction, or the next probe, which may restore on its own (restore.mode auto).
   for (;;) {
     const instruction = s.instruction!;
-    if (instruction.action === 'resolve') return close();
+    if (instruction.action === 'resolve') return (await tryClose(true))!;
     const target = targetOf(instruction);
     pendingRings = 0;
     instructionChanged = false;
     if (!target) await recount();
     const drained = target ? await drain(target, counterFor(instruction)) : true;
-    if (instruction.action === 'restore' && drained && s.heldMessages === 0) return close();
-    if (ringsThisRun >= MAX_RINGS_PER_RUN || workflowInfo().continueAsNewSuggested) {
-      await condition(allHandlersFinished);
-      return continueAsNew<typeof outageWorkflow>({ ...input, carried: s });
+    if (instruction.action === 'restore' && drained && !instructionChanged) {
+      const closed = await tryClose();
+      if (closed) return closed;
+      continue;
     }
+    await continueIfLong();
     const woke = await condition(() => instructionChanged || pendingRings > 0, probeEvery, {
       summary: `${s.phase}: waiting for new mail, an instruction, or the next probe`,
     });
     if (woke) continue;
     await probe();
     await recount();
-    if (s.primaryHealthy && runbook.restore.mode === 'auto' && instruction.action !== 'restore') {
+    // The instruction in force now, which a handler may have changed during the probe.
+    if (s.primaryHealthy && runbook.restore.mode === 'auto' && s.instruction!.action !== 'restore') {
       apply({
         action: 'restore',
         actor: `runbook ${runbook.id} (restore.mode auto: the primary answers again)`,
       });
     }
-  }
-
-  async function close(): Promise<OutageStatus> {
-    await condition(allHandlersFinished);
-    s.resolvedAt = new Date().toISOString();
-    setPhase('closed');
-    return s;
   }
 }
 
