@@ -11,6 +11,7 @@ import type { ManagedProcess } from '../src/stack/process';
 import { startTemporalDevServer } from '../src/stack/temporal';
 import { createSql } from '../src/store/db';
 import { commitHeldMessage } from '../src/store/messages';
+import { ringOutage } from '../src/temporal';
 import { mailHeldSignal, statusQuery } from '../src/workflows/messages';
 import type { outageWorkflow } from '../src/workflows/outage';
 import { eventually } from './helpers/eventually';
@@ -56,16 +57,7 @@ test('a long outage continues as new, carrying its state, and keeps holding', as
   try {
     await withWorker({ address, namespace: 'default', taskQueue, sql }, async () => {
       await commitHeldMessage(sql, heldMessage(runbook.id, [recipient]));
-      const handle = await client.workflow.signalWithStart<
-        typeof outageWorkflow,
-        [{ acceptedSinceLastRing: number }]
-      >('outageWorkflow', {
-        workflowId: outageWorkflowId(runbook.id),
-        taskQueue,
-        args: [{ customerId: runbook.id, runbook }],
-        signal: mailHeldSignal,
-        signalArgs: [{ acceptedSinceLastRing: 1 }],
-      });
+      const handle = await ringOutage(client, taskQueue, runbook, 1);
       const firstRun = handle.signaledRunId;
       assert.ok(firstRun);
       await eventually(

@@ -5,14 +5,13 @@ import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
-import { outageWorkflowId } from '../src/domain/outage';
 import { runbookSchema } from '../src/domain/runbook';
 import { startProcess } from '../src/stack/process';
 import { createSql } from '../src/store/db';
 import { commitHeldMessage } from '../src/store/messages';
 import { BodyWriter, createObjectStore } from '../src/store/objects';
-import { instructUpdate, mailHeldSignal, statusQuery } from '../src/workflows/messages';
-import type { outageWorkflow } from '../src/workflows/outage';
+import { ringOutage } from '../src/temporal';
+import { instructUpdate, statusQuery } from '../src/workflows/messages';
 import { startCatcher } from './helpers/catcher';
 import { eventually } from './helpers/eventually';
 import { heldMessage } from './helpers/fixtures';
@@ -68,16 +67,7 @@ test('a worker killed mid-batch and restarted delivers every message exactly onc
   let worker = startWorker(taskQueue);
   let primary: Awaited<ReturnType<typeof startCatcher>> | undefined;
   try {
-    const handle = await client.workflow.signalWithStart<
-      typeof outageWorkflow,
-      [{ acceptedSinceLastRing: number }]
-    >('outageWorkflow', {
-      workflowId: outageWorkflowId(runbook.id),
-      taskQueue,
-      args: [{ customerId: runbook.id, runbook }],
-      signal: mailHeldSignal,
-      signalArgs: [{ acceptedSinceLastRing: MESSAGES }],
-    });
+    const handle = await ringOutage(client, taskQueue, runbook, MESSAGES);
     await eventually(
       'the outage is declared',
       () => handle.query(statusQuery),

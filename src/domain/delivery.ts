@@ -3,18 +3,20 @@ import type { Runbook } from './runbook';
 
 // Where held mail goes when it is released. The destination is chosen at release time (DESIGN invariant 5): a
 // message held under "hold" goes wherever the instruction in force says when it is finally delivered.
+/** Everything to these mailboxes (say a Gmail account); envelope sender rewritten, bytes unchanged. */
+export const forwardShape = { to: z.array(z.email()).min(1).max(10) };
+/** Another SMTP server (a site in another geography), original envelope. */
+export const redirectShape = {
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(25),
+  requireTls: z.boolean().default(false),
+};
+
 export const deliveryTargetSchema = z.discriminatedUnion('kind', [
   /** The customer's own MX hosts, original envelope: the ordinary backup-MX job, and the restore. */
   z.object({ kind: z.literal('primary') }),
-  /** Everything to these mailboxes (say a Gmail account); envelope sender rewritten, bytes unchanged. */
-  z.object({ kind: z.literal('forward'), to: z.array(z.email()).min(1).max(10) }),
-  /** Another SMTP server (a site in another geography), original envelope. */
-  z.object({
-    kind: z.literal('redirect'),
-    host: z.string().min(1),
-    port: z.number().int().min(1).max(65535).default(25),
-    requireTls: z.boolean().default(false),
-  }),
+  z.object({ kind: z.literal('forward'), ...forwardShape }),
+  z.object({ kind: z.literal('redirect'), ...redirectShape }),
 ]);
 export type DeliveryTarget = z.infer<typeof deliveryTargetSchema>;
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { DeliveryTarget, ProbeResult } from './delivery';
+import { type DeliveryTarget, forwardShape, type ProbeResult, redirectShape } from './delivery';
 import type { Runbook } from './runbook';
 
 // One outage is one workflow run, identified by the customer: all of a customer's domains share one outage,
@@ -22,13 +22,8 @@ export type OutagePhase = z.infer<typeof outagePhaseSchema>;
 export const instructionSchema = z.intersection(
   z.discriminatedUnion('action', [
     z.object({ action: z.literal('hold') }),
-    z.object({ action: z.literal('forward'), to: z.array(z.email()).min(1).max(10) }),
-    z.object({
-      action: z.literal('redirect'),
-      host: z.string().min(1),
-      port: z.number().int().min(1).max(65535).default(25),
-      requireTls: z.boolean().default(false),
-    }),
+    z.object({ action: z.literal('forward'), ...forwardShape }),
+    z.object({ action: z.literal('redirect'), ...redirectShape }),
     z.object({ action: z.literal('restore') }),
     z.object({ action: z.literal('resolve') }),
   ]),
