@@ -6,8 +6,6 @@ import { after, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import pino from 'pino';
 import { outageWorkflowId } from '../src/domain/outage';
-import { Doorbell } from '../src/ingest/doorbell';
-import { createIngestMetrics } from '../src/ingest/metrics';
 import { ORPHAN_AGE_MS, sweepOrphanBodies } from '../src/ingest/reconciler';
 import { startMinio } from '../src/stack/minio';
 import { ensureDatabase, startPrivatePostgres } from '../src/stack/postgres';
@@ -138,14 +136,8 @@ test('Temporal down: mail is still accepted, and the outage workflow learns of i
   const env = { TEMPORAL_ADDRESS: address, MXF_TASK_QUEUE: `faults-${randomUUID()}`, MXF_DOORBELL_MS: '100' };
   const config = testConfig(env);
   const client = new Client({ connection: Connection.lazy({ address }), namespace: 'default' });
-  const doorbell = new Doorbell({
-    client,
-    config,
-    runbooks: [runbook],
-    log: pino({ level: 'silent' }),
-    metrics: createIngestMetrics(),
-  });
-  const ingest = await startIngest([runbook], { env, ring: (id) => doorbell.ring(id) });
+  const ingest = await startIngest([runbook], { env, temporal: client });
+  const doorbell = ingest.doorbell!;
   try {
     const started = Date.now();
     assert.match((await send(ingest.port)).end!, /^250 /, 'accepted with Temporal unreachable');
@@ -172,7 +164,6 @@ test('Temporal down: mail is still accepted, and the outage workflow learns of i
       },
     );
   } finally {
-    doorbell.close();
     await ingest.close();
     await client.connection.close();
   }

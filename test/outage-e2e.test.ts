@@ -6,12 +6,8 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Client, Connection, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
-import pino from 'pino';
-import type { Config } from '../src/config';
 import { outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
-import { Doorbell } from '../src/ingest/doorbell';
-import { createIngestMetrics } from '../src/ingest/metrics';
 import { TOOLS_BIN } from '../src/stack/temporal';
 import { instructUpdate, recordCallUpdate, statusQuery } from '../src/workflows/messages';
 import type { outageWorkflow } from '../src/workflows/outage';
@@ -87,19 +83,11 @@ function fastRunbook(primaryPort: number, overrides: Partial<Runbook> = {}): Run
 }
 
 async function stack(runbook: Runbook, env: Record<string, string> = {}) {
-  const config: Config = testConfig({ MXF_TASK_QUEUE: `e2e-${randomUUID()}`, MXF_DOORBELL_MS: '50', ...env });
-  const doorbell = new Doorbell({
-    client,
-    config,
-    runbooks: [runbook],
-    log: pino({ level: 'silent' }),
-    metrics: createIngestMetrics(),
-  });
   const ingest = await startIngest([runbook], {
-    env: { MXF_TASK_QUEUE: config.temporal.taskQueue },
-    ring: (id) => doorbell.ring(id),
+    env: { MXF_TASK_QUEUE: `e2e-${randomUUID()}`, MXF_DOORBELL_MS: '50', ...env },
+    temporal: client,
   });
-  return { config, ingest, doorbell };
+  return { config: ingest.config, ingest };
 }
 
 async function send(ingest: TestIngest, to: string, subject: string): Promise<Buffer> {
@@ -118,7 +106,7 @@ async function send(ingest: TestIngest, to: string, subject: string): Promise<Bu
 test('primary healthy: mail at the backup is relayed to it at once, and no outage is declared', async () => {
   const primary = await startCatcher();
   const runbook = fastRunbook(primary.port);
-  const { config, ingest, doorbell } = await stack(runbook);
+  const { config, ingest } = await stack(runbook);
   const { address, namespace, taskQueue } = config.temporal;
   try {
     await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
@@ -136,7 +124,6 @@ test('primary healthy: mail at the backup is relayed to it at once, and no outag
       assert.ok(primary.caught[0]!.raw.equals(stored), 'the primary receives the stored bytes');
     });
   } finally {
-    doorbell.close();
     await ingest.close();
     await primary.close();
   }
@@ -155,7 +142,7 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
     ],
   });
   const to = (runbook.recipients as string[])[0]!;
-  const { config, ingest, doorbell } = await stack(runbook, {
+  const { config, ingest } = await stack(runbook, {
     MXF_SMTP_RELAY: `127.0.0.1:${gmail.port}`,
     MXF_FORWARD_SENDER: 'bounces@mx.failover.test',
     MXF_NOTIFY_WEBHOOK_URL: webhook.url,
@@ -279,7 +266,6 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
       );
     });
   } finally {
-    doorbell.close();
     await ingest.close();
     await gmail.close();
     await webhook.close();

@@ -12,6 +12,7 @@ import {
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities';
 import type { DeliveryTarget } from '../domain/delivery';
+import { describeIssues } from '../domain/issues';
 import {
   callRecordSchema,
   defaultInstruction,
@@ -112,10 +113,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       description: 'Tell the outage what to do with held mail: hold, forward, redirect, restore or resolve',
       validator: (raw) => {
         const parsed = instructionSchema.safeParse(raw);
-        if (!parsed.success)
-          throw new Error(
-            `invalid instruction: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-          );
+        if (!parsed.success) throw new Error(`invalid instruction: ${describeIssues(parsed.error)}`);
         if (s.phase === 'closed') throw new Error('this outage is resolved; new mail starts a new one');
         if (parsed.data.action === 'resolve' && s.heldMessages > 0) {
           throw new Error(
@@ -145,10 +143,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       description: 'Record the outcome of an ops call task: reached, no-answer, voicemail or wrong-number',
       validator: (raw) => {
         const parsed = callRecordSchema.safeParse(raw);
-        if (!parsed.success)
-          throw new Error(
-            `invalid call record: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-          );
+        if (!parsed.success) throw new Error(`invalid call record: ${describeIssues(parsed.error)}`);
         const task = s.callTasks.find((t) => t.id === parsed.data.taskId);
         if (!task)
           throw new Error(

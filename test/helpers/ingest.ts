@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
 import pino from 'pino';
 import { generate } from 'selfsigned';
 import { parse } from 'yaml';
 import type { Config } from '../../src/config';
 import { type Runbook, runbookSchema } from '../../src/domain/runbook';
+import { Doorbell } from '../../src/ingest/doorbell';
 import { createIngestMetrics } from '../../src/ingest/metrics';
 import { createSmtpServer } from '../../src/ingest/smtp';
 import { createSql, type Sql } from '../../src/store/db';
@@ -37,12 +39,17 @@ export interface TestIngest {
   objects: ObjectStore;
   rings: string[];
   metrics: ReturnType<typeof createIngestMetrics>;
+  doorbell?: Doorbell;
   close(): Promise<void>;
 }
 
 export async function startIngest(
   runbooks: Runbook[],
-  opts: { env?: Record<string, string>; ring?: (customerId: string) => void } = {},
+  opts: {
+    env?: Record<string, string>;
+    /** With a Temporal client, commits ring the real doorbell (outage workflows start); else they are recorded in `rings`. */
+    temporal?: Client;
+  } = {},
 ): Promise<TestIngest> {
   const config = testConfig({ MXF_HOSTNAME: 'mx.failover.test', ...opts.env });
   const sql = createSql(config, { connect_timeout: 2, connection: { statement_timeout: 5_000 } });
@@ -55,15 +62,17 @@ export async function startIngest(
     }),
   );
   const rings: string[] = [];
+  const log = pino({ level: process.env.TEST_INGEST_LOG ?? 'silent' });
+  const doorbell = opts.temporal && new Doorbell({ client: opts.temporal, config, runbooks, log, metrics });
   const server = createSmtpServer({
     config,
     runbooks,
-    log: pino({ level: process.env.TEST_INGEST_LOG ?? 'silent' }),
+    log,
     sql,
     bodies: new BodyWriter(objects, config.s3.bucket),
     metrics,
     tls: tlsPair!,
-    ring: opts.ring ?? ((id) => rings.push(id)),
+    ring: doorbell ? (id) => doorbell.ring(id) : (id) => rings.push(id),
   });
   const port = await freePort();
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
@@ -74,7 +83,9 @@ export async function startIngest(
     objects,
     rings,
     metrics,
+    doorbell,
     async close() {
+      doorbell?.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await sql.end({ timeout: 1 });
     },
