@@ -50,6 +50,11 @@ export const envSchema = z
       .optional(),
     MXF_API_HOST: host.default('127.0.0.1'),
     MXF_API_PORT: port(8080),
+    // Read by the mxf CLI only; declared here so that exporting them never trips the unknown-variable check.
+    MXF_API_URL: z
+      .url({ protocol: /^https?$/, error: 'expected the ops API URL, e.g. http://127.0.0.1:8080' })
+      .optional(),
+    MXF_TOKEN: z.string().min(1).optional(),
     MXF_RUNBOOKS: z.string().min(1).default('./runbooks'),
     MXF_DATA_DIR: z.string().min(1).default('./.data'),
     MXF_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
@@ -107,7 +112,13 @@ function toConfig(env: z.output<typeof envSchema>) {
       doorbellMs: env.MXF_DOORBELL_MS,
       reconcileMs: env.MXF_RECONCILE_MS,
     },
-    api: { host: env.MXF_API_HOST, port: env.MXF_API_PORT },
+    api: {
+      host: env.MXF_API_HOST,
+      port: env.MXF_API_PORT,
+      // Where the CLI finds the API: MXF_API_URL, else this machine's API.
+      url: env.MXF_API_URL ?? `http://${env.MXF_API_HOST}:${env.MXF_API_PORT}`,
+      token: env.MXF_TOKEN,
+    },
     // Forwarded mail leaves with our envelope sender, so the sender's SPF does not fail at the mailbox and
     // bounces of forwarded copies come to us, never to a (possibly forged) original sender.
     forwardSender: env.MXF_FORWARD_SENDER ?? `postmaster@${env.MXF_HOSTNAME}`,

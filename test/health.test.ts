@@ -21,6 +21,7 @@ async function api(config: Config) {
     objects: createObjectStore(config),
     temporal,
     log: pino({ level: 'silent' }),
+    runbooks: [],
   });
   closing.push(
     () => app.close(),

@@ -1,6 +1,7 @@
 import { Connection } from '@temporalio/client';
 import { loadConfigOrExit } from '../config';
 import { createLogger } from '../log';
+import { loadRunbooksOrExit } from '../runbooks/load';
 import { createSql } from '../store/db';
 import { createObjectStore } from '../store/objects';
 import { buildApi } from './server';
@@ -12,7 +13,8 @@ async function main() {
   const objects = createObjectStore(config);
   // Lazy: the API must start, and report Temporal as down, while Temporal is unreachable.
   const temporal = Connection.lazy({ address: config.temporal.address });
-  const app = await buildApi({ config, sql, objects, temporal, log });
+  const runbooks = await loadRunbooksOrExit(config.runbooksDir);
+  const app = await buildApi({ config, sql, objects, temporal, log, runbooks });
   await app.listen({ host: config.api.host, port: config.api.port });
   const stop = async () => {
     await app.close();

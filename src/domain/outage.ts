@@ -18,21 +18,26 @@ export const outagePhaseSchema = z.enum([
 ]);
 export type OutagePhase = z.infer<typeof outagePhaseSchema>;
 
+/** The actions an operator can choose; the API's request body is one of these plus a note and a request id. */
+export const instructionActionSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('hold') }),
+  z.object({ action: z.literal('forward'), ...forwardShape }),
+  z.object({ action: z.literal('redirect'), ...redirectShape }),
+  z.object({ action: z.literal('restore') }),
+  z.object({ action: z.literal('resolve') }),
+]);
+
+/** What the API adds to a request: a retried request (same requestId) is applied once, across continue-as-new. */
+export const requestMetaShape = {
+  requestId: z.string().min(1).max(200).optional(),
+  note: z.string().max(2000).optional(),
+};
+const actorShape = { actor: z.string().min(1, 'say who acts') };
+
 /** What an operator tells an outage to do, on the customer's behalf. Every instruction names its actor. */
 export const instructionSchema = z.intersection(
-  z.discriminatedUnion('action', [
-    z.object({ action: z.literal('hold') }),
-    z.object({ action: z.literal('forward'), ...forwardShape }),
-    z.object({ action: z.literal('redirect'), ...redirectShape }),
-    z.object({ action: z.literal('restore') }),
-    z.object({ action: z.literal('resolve') }),
-  ]),
-  z.object({
-    actor: z.string().min(1, 'say who gives the instruction'),
-    /** The API's request id: a retried request is applied once, also across continue-as-new. */
-    requestId: z.string().min(1).optional(),
-    note: z.string().max(2000).optional(),
-  }),
+  instructionActionSchema,
+  z.object({ ...actorShape, ...requestMetaShape }),
 );
 export type Instruction = z.output<typeof instructionSchema>;
 export type InstructionInput = z.input<typeof instructionSchema>;
@@ -75,14 +80,34 @@ export type CallOutcome = z.infer<typeof callOutcomeSchema>;
 export const callRecordSchema = z.object({
   taskId: z.string().min(1),
   outcome: callOutcomeSchema,
-  actor: z.string().min(1, 'say who made the call'),
+  ...actorShape,
   note: z.string().max(2000).optional(),
 });
 export type CallRecord = z.infer<typeof callRecordSchema>;
 
+/**
+ * Declaring an outage by hand: the customer called (a flood at the office) before any probe failed long enough, or
+ * no mail is arriving to notice it. Notifications and the default instruction's deadline run from here.
+ */
+export const declarationSchema = z.object({ ...actorShape, ...requestMetaShape });
+export type Declaration = z.infer<typeof declarationSchema>;
+
+/**
+ * An outage's id: its customer and the first 8 hex digits of its first run. The workflow id (outage:<customer>)
+ * is reused by every outage of a customer, and a run id changes at each continue-as-new; this one does not.
+ */
+export const outageIdOf = (customerId: string, firstExecutionRunId: string) =>
+  `${customerId}.${firstExecutionRunId.replace(/-/g, '').slice(0, 8)}`;
+
 /** The workflow's state: what the status query returns, and what continue-as-new carries. Plain JSON only. */
 export interface OutageStatus {
+  /** See outageIdOf. Optional only in state carried from runs older than the ops API. */
+  outageId?: string;
   customerId: string;
+  startedAt?: string;
+  /** Who declared the outage by hand, and why; null when the probes declared it (or nobody yet). */
+  declaredBy?: string | null;
+  declarationNote?: string | null;
   phase: OutagePhase;
   heldMessages: number;
   doorbellRings: number;

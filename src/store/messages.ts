@@ -66,3 +66,11 @@ export async function unreferencedObjectKeys(sql: Sql, keys: string[]): Promise<
   const referenced = new Set(rows.map((r) => r.object_key));
   return keys.filter((k) => !referenced.has(k));
 }
+
+/** Held messages per customer, for the customers' overview. */
+export async function heldCountsByCustomer(sql: Sql): Promise<Map<string, number>> {
+  const rows = await sql<{ customer_id: string; n: number }[]>`
+    select r.customer_id, count(distinct r.message_id)::int as n from held_recipient r
+    where ${undelivered(sql)} group by r.customer_id`;
+  return new Map(rows.map((r) => [r.customer_id, r.n]));
+}

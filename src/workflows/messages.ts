@@ -1,5 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { CallRecord, InstructionInput, MailHeld, OutageStatus } from '../domain/outage';
+import type { CallRecord, Declaration, InstructionInput, MailHeld, OutageStatus } from '../domain/outage';
 
 // Message definitions shared by the workflow, the ingest (signalWithStart) and the API (queries, updates).
 export const mailHeldSignal = defineSignal<[MailHeld]>('mailHeld');
@@ -8,3 +8,5 @@ export const statusQuery = defineQuery<OutageStatus>('status');
 export const instructUpdate = defineUpdate<OutageStatus, [InstructionInput]>('instruct');
 /** Closes an ops call task with its outcome; "reached" stops the escalation. */
 export const recordCallUpdate = defineUpdate<OutageStatus, [CallRecord]>('recordCall');
+/** Declares the outage now (an operator's word), whatever the probes say; started by update-with-start. */
+export const declareUpdate = defineUpdate<OutageStatus, [Declaration]>('declare');

@@ -15,12 +15,14 @@ import type { DeliveryTarget } from '../domain/delivery';
 import { describeIssues } from '../domain/issues';
 import {
   callRecordSchema,
+  declarationSchema,
   defaultInstruction,
   type Instruction,
   instructionSchema,
   type OutageInput,
   type OutagePhase,
   type OutageStatus,
+  outageIdOf,
   phaseOf,
   targetOf,
 } from '../domain/outage';
@@ -30,9 +32,10 @@ import {
   heldMessagesKey,
   instructionActionKey,
   mxDomainsKey,
+  outageIdKey,
   outagePhaseKey,
 } from '../domain/search-attributes';
-import { instructUpdate, mailHeldSignal, recordCallUpdate, statusQuery } from './messages';
+import { declareUpdate, instructUpdate, mailHeldSignal, recordCallUpdate, statusQuery } from './messages';
 
 type Activities = ReturnType<typeof createActivities>;
 const SHORT: ActivityOptions = {
@@ -66,7 +69,11 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
   const { runbook } = input;
   const probeEvery = durationMs(runbook.detection.probeInterval);
   const s: OutageStatus = input.carried ?? {
+    outageId: outageIdOf(input.customerId, workflowInfo().firstExecutionRunId),
     customerId: input.customerId,
+    startedAt: new Date().toISOString(),
+    declaredBy: null,
+    declarationNote: null,
     phase: 'detecting',
     heldMessages: 0,
     doorbellRings: 0,
@@ -83,6 +90,9 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     counts: { relayed: 0, forwarded: 0, redirected: 0, restored: 0, failed: 0 },
     appliedRequestIds: [],
   };
+  // State carried from a run older than these fields gets them now; the first run id is the same in every run.
+  s.outageId ??= outageIdOf(input.customerId, workflowInfo().firstExecutionRunId);
+  s.startedAt ??= workflowInfo().runStartTime.toISOString();
   let ringsThisRun = 0;
   let pendingRings = 0;
   let instructionChanged = false;
@@ -120,6 +130,37 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
             `${s.heldMessages} message(s) are still held: restore, forward or redirect them before resolving`,
           );
         }
+      },
+    },
+  );
+
+  setHandler(
+    declareUpdate,
+    (raw) => {
+      const declaration = declarationSchema.parse(raw);
+      if (declaration.requestId && s.appliedRequestIds.includes(declaration.requestId)) return s;
+      if (declaration.requestId)
+        s.appliedRequestIds = [...s.appliedRequestIds, declaration.requestId].slice(-100);
+      s.declaredAt = new Date().toISOString();
+      s.declaredBy = declaration.actor;
+      s.declarationNote = declaration.note ?? null;
+      instructionChanged = true; // a relay batch in flight is the last one
+      // Detection and relaying end here; the main flow notices the phase and starts notifying.
+      setPhase('awaiting-instructions');
+      return s;
+    },
+    {
+      description: "Declare the outage now, on an operator's word, whatever the probes say",
+      validator: (raw) => {
+        const parsed = declarationSchema.safeParse(raw);
+        if (!parsed.success) throw new Error(`invalid declaration: ${describeIssues(parsed.error)}`);
+        if (parsed.data.requestId && s.appliedRequestIds.includes(parsed.data.requestId)) return;
+        if (s.phase === 'closed')
+          throw new Error('this outage is resolved; declare again to start a new one');
+        if (s.declaredAt)
+          throw new Error(
+            `the outage was already declared at ${s.declaredAt}${s.declaredBy ? ` by ${s.declaredBy}` : ''}; it is ${s.phase}`,
+          );
       },
     },
   );
@@ -277,6 +318,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
   }
 
   upsertSearchAttributes([
+    { key: outageIdKey, value: s.outageId },
     { key: customerIdKey, value: input.customerId },
     { key: mxDomainsKey, value: runbook.domains },
     { key: outagePhaseKey, value: s.phase },
@@ -319,9 +361,11 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     }
     await continueIfLong();
     pendingRings = 0;
-    await condition(() => instructionChanged || pendingRings > 0, Math.max(nextProbeAt - Date.now(), 1), {
-      summary: 'Next probe of the primary (confirming the outage)',
-    });
+    await condition(
+      () => instructionChanged || pendingRings > 0 || phaseNow() !== 'detecting',
+      Math.max(nextProbeAt - Date.now(), 1),
+      { summary: 'Next probe of the primary (confirming the outage)' },
+    );
     if (pendingRings > 0) await recount();
   }
 

@@ -1,0 +1,171 @@
+import {
+  type Client,
+  isGrpcDeadlineError,
+  isGrpcServiceError,
+  type WorkflowExecutionInfo,
+  type WorkflowHandle,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+} from '@temporalio/client';
+import { z } from 'zod';
+import { type OutageStatus, outageWorkflowId } from '../domain/outage';
+import {
+  customerIdKey,
+  heldMessagesKey,
+  instructionActionKey,
+  outageIdKey,
+  outagePhaseKey,
+} from '../domain/search-attributes';
+import { statusQuery } from '../workflows/messages';
+import type { outageWorkflow } from '../workflows/outage';
+import { ApiFailure } from './errors';
+
+// Finding an outage in Temporal. An outage id is "<customer>.<8 hex>" (see outageIdOf); a bare customer id means
+// that customer's latest outage, which is what an operator on the phone usually wants.
+
+export const outageIdParamSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9-]{1,62}(\.[0-9a-f]{8})?$/,
+    'expected an outage id such as harborview-law.1a2b3c4d, or a customer id for its latest outage',
+  );
+
+/** A deadline on every Temporal call the API makes: a request never hangs on a worker that is down. */
+export const TEMPORAL_DEADLINE_MS = 10_000;
+
+export function withDeadline<T>(client: Client, fn: () => Promise<T>): Promise<T> {
+  return client.connection.withDeadline(Date.now() + TEMPORAL_DEADLINE_MS, fn);
+}
+
+/** Temporal's failures as API errors: refused by the workflow (409), gone (404), or not answering (503). */
+export function asApiFailure(err: unknown, outageId: string): unknown {
+  if (err instanceof ApiFailure) return err;
+  if (err instanceof WorkflowUpdateFailedError)
+    return new ApiFailure(409, 'WORKFLOW_REFUSED', err.cause?.message ?? err.message);
+  if (err instanceof WorkflowNotFoundError)
+    return new ApiFailure(404, 'OUTAGE_NOT_FOUND', `no outage ${outageId}; \`mxf outages list\` shows them`);
+  const message = (err as Error)?.message ?? '';
+  if (/already completed|workflow execution already finished/i.test(message))
+    return new ApiFailure(
+      409,
+      'WORKFLOW_REFUSED',
+      `outage ${outageId} is resolved; it takes no more actions`,
+    );
+  if (
+    err instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
+    isGrpcDeadlineError(err) ||
+    isGrpcServiceError(err) ||
+    /deadline|UNAVAILABLE|timed out/i.test(message)
+  )
+    return new ApiFailure(
+      503,
+      'WORKFLOW_UNAVAILABLE',
+      'Temporal or the worker did not answer in time; check that both run (GET /healthz), then retry with the same requestId',
+    );
+  return err;
+}
+
+export interface FoundOutage {
+  handle: WorkflowHandle<typeof outageWorkflow>;
+  running: boolean;
+  status: WorkflowExecutionInfo['status']['name'];
+}
+
+export async function findOutage(client: Client, id: string): Promise<FoundOutage> {
+  try {
+    return await withDeadline(client, async () => {
+      const [customerId, suffix] = id.split('.');
+      if (!suffix) {
+        const handle = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(customerId!));
+        const info = await handle.describe();
+        return { handle, running: info.status.name === 'RUNNING', status: info.status.name };
+      }
+      const runs: WorkflowExecutionInfo[] = [];
+      for await (const info of client.workflow.list({ query: `OutageId = "${id}"`, pageSize: 100 })) {
+        runs.push(info);
+        if (runs.length >= 1000) break;
+      }
+      const run =
+        runs.find((r) => r.status.name === 'RUNNING') ??
+        runs.find((r) => r.status.name !== 'CONTINUED_AS_NEW') ??
+        runs[0];
+      if (!run) throw new WorkflowNotFoundError('not found', outageWorkflowId(customerId!), undefined);
+      const running = run.status.name === 'RUNNING';
+      // The running run is always the latest of its workflow id: address it without a run id, so a
+      // continue-as-new between this lookup and the action does not strand the action on a closed run.
+      const handle = client.workflow.getHandle<typeof outageWorkflow>(
+        run.workflowId,
+        running ? undefined : run.runId,
+      );
+      return { handle, running, status: run.status.name };
+    });
+  } catch (err) {
+    throw asApiFailure(err, id);
+  }
+}
+
+/** The outage's whole state: from the query while it runs, from its result once it is resolved. */
+export async function outageState(client: Client, found: FoundOutage, id: string): Promise<OutageStatus> {
+  try {
+    return await withDeadline(client, () =>
+      found.status === 'COMPLETED' ? found.handle.result() : found.handle.query(statusQuery),
+    );
+  } catch (err) {
+    throw asApiFailure(err, id);
+  }
+}
+
+export const outageSummarySchema = z.object({
+  id: z.string(),
+  customerId: z.string(),
+  phase: z.string().nullable(),
+  instruction: z.string().nullable(),
+  heldMessages: z.number().nullable(),
+  status: z.string(),
+  runStartedAt: z.string(),
+  closedAt: z.string().nullable(),
+});
+export type OutageSummary = z.infer<typeof outageSummarySchema>;
+
+/** One line per outage, from Temporal's visibility store alone: no worker needed, cheap for many outages. */
+export function summarize(info: WorkflowExecutionInfo): OutageSummary {
+  const sa = info.typedSearchAttributes;
+  const customerId = sa.get(customerIdKey) ?? info.workflowId.replace(/^outage:/, '');
+  return {
+    id: sa.get(outageIdKey) ?? customerId,
+    customerId,
+    phase: sa.get(outagePhaseKey) ?? null,
+    instruction: sa.get(instructionActionKey) ?? null,
+    heldMessages: sa.get(heldMessagesKey) ?? null,
+    status: info.status.name.toLowerCase(),
+    runStartedAt: info.startTime.toISOString(),
+    closedAt: info.closeTime?.toISOString() ?? null,
+  };
+}
+
+export async function listOutages(
+  client: Client,
+  filter: { state: 'active' | 'resolved' | 'all'; customer?: string; limit: number },
+): Promise<OutageSummary[]> {
+  const clauses = ['WorkflowType = "outageWorkflow"'];
+  if (filter.state === 'active') clauses.push('ExecutionStatus = "Running"');
+  else if (filter.state === 'resolved') clauses.push('ExecutionStatus = "Completed"');
+  else clauses.push('ExecutionStatus != "ContinuedAsNew"');
+  if (filter.customer) clauses.push(`CustomerId = "${filter.customer}"`);
+  const out: OutageSummary[] = [];
+  try {
+    await withDeadline(client, async () => {
+      for await (const info of client.workflow.list({
+        query: clauses.join(' AND '),
+        pageSize: filter.limit,
+      })) {
+        out.push(summarize(info));
+        if (out.length >= filter.limit) break;
+      }
+    });
+  } catch (err) {
+    throw asApiFailure(err, 'list');
+  }
+  return out;
+}

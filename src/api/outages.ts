@@ -1,0 +1,226 @@
+import { randomUUID } from 'node:crypto';
+import { type Client, WithStartWorkflowOperation } from '@temporalio/client';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Config } from '../config';
+import {
+  callOutcomeSchema,
+  instructionActionSchema,
+  type OutageStatus,
+  outageWorkflowId,
+  requestMetaShape,
+} from '../domain/outage';
+import type { Runbook } from '../domain/runbook';
+import { declareUpdate, instructUpdate, recordCallUpdate } from '../workflows/messages';
+import type { outageWorkflow } from '../workflows/outage';
+import { operatorOfRequest } from './auth';
+import { ApiFailure } from './errors';
+import {
+  asApiFailure,
+  findOutage,
+  listOutages,
+  outageIdParamSchema,
+  outageState,
+  withDeadline,
+} from './outage-lookup';
+
+export interface OutageRouteDeps {
+  config: Config;
+  client: Client;
+  runbooks: ReadonlyMap<string, Runbook>;
+}
+
+export const customerIdSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, 'expected a customer id (the runbook id), e.g. harborview-law');
+
+const idParams = z.object({ id: outageIdParamSchema });
+
+/** The instruction body: one of the actions, plus an optional note and request id. The actor is the token. */
+export const instructionBodySchema = z
+  .intersection(instructionActionSchema, z.object(requestMetaShape))
+  .meta({ id: 'InstructionRequest' });
+
+export const callBodySchema = z
+  .object({
+    /** Which call task; the oldest open one when left out. */
+    taskId: z.string().min(1).max(40).optional(),
+    outcome: callOutcomeSchema,
+    ...requestMetaShape,
+  })
+  .meta({ id: 'CallRecordRequest' });
+
+export const declareBodySchema = z.object({ ...requestMetaShape }).meta({ id: 'DeclarationRequest' });
+
+export const outageListQuerySchema = z.object({
+  state: z.enum(['active', 'resolved', 'all']).default('active'),
+  customer: customerIdSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+
+/** What the API shows of an outage's state: everything but the workflow's internal bookkeeping. */
+export function outageView(status: OutageStatus) {
+  const { appliedRequestIds: _internal, ...view } = status;
+  return { ...view, id: status.outageId ?? status.customerId };
+}
+
+const secured = { security: [{ bearer: [] }] };
+
+export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps): void {
+  const { client, config, runbooks } = deps;
+  const api = app.withTypeProvider<ZodTypeProvider>();
+
+  api.get(
+    '/api/outages',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        summary: 'Outages: active (the default), resolved, or all; newest first',
+        tags: ['outages'],
+        ...secured,
+        querystring: outageListQuerySchema,
+      },
+    },
+    async (req) => ({ outages: await listOutages(client, req.query) }),
+  );
+
+  api.get(
+    '/api/outages/:id',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        summary:
+          "An outage's phase, counts, probe results, notifications, call tasks and instruction history",
+        tags: ['outages'],
+        ...secured,
+        params: idParams,
+      },
+    },
+    async (req) => {
+      const found = await findOutage(client, req.params.id);
+      return outageView(await outageState(client, found, req.params.id));
+    },
+  );
+
+  api.post(
+    '/api/outages/:id/instructions',
+    {
+      config: { role: 'operator', audit: 'outage.instruct' },
+      schema: {
+        summary: 'Tell the outage what to do with held mail: hold, forward, redirect, restore or resolve',
+        description:
+          'Answered with the state after the workflow applied the instruction (200), or 409 with the reason it refused. ' +
+          'A retry with the same requestId is applied once.',
+        tags: ['outages'],
+        ...secured,
+        params: idParams,
+        body: instructionBodySchema,
+      },
+    },
+    async (req) => {
+      const { name: actor } = operatorOfRequest(req);
+      const found = await findOutage(client, req.params.id);
+      const requestId = req.body.requestId ?? randomUUID();
+      try {
+        const status = await withDeadline(client, () =>
+          found.handle.executeUpdate(instructUpdate, {
+            args: [{ ...req.body, actor, requestId }],
+            updateId: requestId,
+          }),
+        );
+        return outageView(status);
+      } catch (err) {
+        throw asApiFailure(err, req.params.id);
+      }
+    },
+  );
+
+  api.post(
+    '/api/outages/:id/calls',
+    {
+      config: { role: 'operator', audit: 'outage.call' },
+      schema: {
+        summary: 'Record a call to the customer and how it went; "reached" stops the escalation',
+        tags: ['outages'],
+        ...secured,
+        params: idParams,
+        body: callBodySchema,
+      },
+    },
+    async (req) => {
+      const { name: actor } = operatorOfRequest(req);
+      const found = await findOutage(client, req.params.id);
+      let taskId = req.body.taskId;
+      if (!taskId) {
+        const state = await outageState(client, found, req.params.id);
+        taskId = state.callTasks.find((t) => !t.outcome)?.id;
+        if (!taskId)
+          throw new ApiFailure(
+            409,
+            'WORKFLOW_REFUSED',
+            'this outage has no open call task; the runbook opens one at each ops-call step',
+          );
+      }
+      const requestId = req.body.requestId ?? randomUUID();
+      try {
+        const status = await withDeadline(client, () =>
+          found.handle.executeUpdate(recordCallUpdate, {
+            args: [{ taskId: taskId!, outcome: req.body.outcome, actor, note: req.body.note }],
+            updateId: requestId,
+          }),
+        );
+        return outageView(status);
+      } catch (err) {
+        throw asApiFailure(err, req.params.id);
+      }
+    },
+  );
+
+  api.post(
+    '/api/customers/:id/outages',
+    {
+      config: { role: 'operator', audit: 'outage.declare' },
+      schema: {
+        summary:
+          "Declare an outage by hand: the customer called, or their mail stopped and the probes can't tell",
+        description:
+          'Starts the outage (or declares the one being detected) and notifies the contacts as the runbook says. ' +
+          '201 with the new state; 409 when an outage is already declared.',
+        tags: ['customers'],
+        ...secured,
+        params: z.object({ id: customerIdSchema }),
+        body: declareBodySchema,
+      },
+    },
+    async (req, reply) => {
+      const { name: actor } = operatorOfRequest(req);
+      const runbook = runbooks.get(req.params.id);
+      if (!runbook)
+        throw new ApiFailure(
+          404,
+          'CUSTOMER_NOT_FOUND',
+          `no runbook with id ${req.params.id}; \`mxf customers list\` shows them`,
+        );
+      const requestId = req.body.requestId ?? randomUUID();
+      try {
+        const status = await withDeadline(client, () =>
+          client.workflow.executeUpdateWithStart(declareUpdate, {
+            args: [{ actor, requestId, note: req.body.note }],
+            updateId: requestId,
+            startWorkflowOperation: new WithStartWorkflowOperation<typeof outageWorkflow>('outageWorkflow', {
+              workflowId: outageWorkflowId(runbook.id),
+              taskQueue: config.temporal.taskQueue,
+              args: [{ customerId: runbook.id, runbook }],
+              workflowIdConflictPolicy: 'USE_EXISTING',
+              staticSummary: `Outage: ${runbook.name} (${runbook.domains.join(', ')})`,
+            }),
+          }),
+        );
+        return reply.code(201).send(outageView(status));
+      } catch (err) {
+        throw asApiFailure(err, req.params.id);
+      }
+    },
+  );
+}
