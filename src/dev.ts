@@ -1,6 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { temporal } from '@temporalio/proto';
+import { createToken } from './api/auth';
 import { type Config, loadConfigOrExit } from './config';
 import { formatProblem, loadRunbooks } from './runbooks/load';
 import { startMinio } from './stack/minio';
@@ -17,7 +18,10 @@ import { connectTemporal } from './temporal';
 
 const say = (line: string) => console.log(`[dev] ${line}`);
 
-async function startStorage(config: Config, infra: ManagedProcess[]): Promise<string> {
+async function startStorage(
+  config: Config,
+  infra: ManagedProcess[],
+): Promise<{ databaseUrl: string; adminToken: string }> {
   const logs = join(config.dataDir, 'logs');
   let databaseUrl = config.database.url;
   if (config.database.managed) {
@@ -31,9 +35,13 @@ async function startStorage(config: Config, infra: ManagedProcess[]): Promise<st
     databaseUrl = pg.url('mxfailover');
   }
   const sql = createSql({ database: { ...config.database, url: databaseUrl } }, { max: 1 });
+  let adminToken: string;
   try {
     const applied = await migrate(sql);
     say(applied.length ? `migrations applied: ${applied.join(', ')}` : 'database schema is up to date');
+    // A fresh admin token each run (the previous dev-admin token stops working), for the CLI on this machine.
+    adminToken = await createToken(sql, 'dev-admin', 'admin');
+    writeFileSync(join(config.dataDir, 'dev-admin.token'), `${adminToken}\n`, { mode: 0o600 });
   } finally {
     await sql.end();
   }
@@ -58,7 +66,7 @@ async function startStorage(config: Config, infra: ManagedProcess[]): Promise<st
     }),
   ]);
   if (await ensureBucket(createObjectStore(config), config)) say(`bucket ${config.s3.bucket} created`);
-  return databaseUrl;
+  return { databaseUrl, adminToken: adminToken! };
 }
 
 function mkdir(...parts: string[]): string {
@@ -138,7 +146,7 @@ async function main() {
 
   try {
     say(`data folder ${config.dataDir} (logs in ${join(config.dataDir, 'logs')})`);
-    const databaseUrl = await startStorage(config, infra);
+    const { databaseUrl, adminToken } = await startStorage(config, infra);
     if (stopping) return;
     services = startServices(config, databaseUrl);
     for (const p of services) {
@@ -152,7 +160,7 @@ async function main() {
     const [host] = config.temporal.address.split(':');
     say('MX Failover is up:');
     say(`  SMTP ingest (backup MX)  smtp://${config.smtp.host}:${config.smtp.port}`);
-    say(`  Ops API                  http://${config.api.host}:${config.api.port}  (GET /healthz, /metrics)`);
+    say(`  Ops API                  http://${config.api.host}:${config.api.port}  (docs at /docs)`);
     say(`  Ingest metrics           http://${config.api.host}:${config.smtp.metricsPort}/metrics`);
     say(`  Temporal frontend        ${config.temporal.address}  namespace ${config.temporal.namespace}`);
     say(`  Temporal Web UI          http://${host}:${config.temporal.uiPort}`);
@@ -161,6 +169,11 @@ async function main() {
     say(`  PostgreSQL               ${databaseUrl}${config.database.managed ? '  (private cluster)' : ''}`);
     if ((process.env.MXF_MONITOR ?? 'off') === 'off')
       say('Active monitoring is off here; MXF_MONITOR=on npm run dev turns it on.');
+    say(
+      `Operator CLI, with an admin token made for this run (also in ${join(config.dataDir, 'dev-admin.token')}):`,
+    );
+    say(`  export MXF_API_URL=http://${config.api.host}:${config.api.port} MXF_TOKEN=${adminToken}`);
+    say('  bin/mxf customers');
     say('Ctrl-C stops everything.');
   } catch (err) {
     console.error(`mx-failover dev: ${(err as Error).message}`);

@@ -106,6 +106,14 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
     );
     assert.equal((await fetch(`http://127.0.0.1:${ui}/`)).status, 200, 'Temporal Web UI');
     assert.match(await smtpBanner(smtp), /^220 /);
+    // The printed admin token works against the API; no token does not.
+    const token = /MXF_TOKEN=(mxf_\S+)/.exec(first.output())?.[1];
+    assert.ok(token, 'an admin token is printed');
+    const customers = await fetch(`http://127.0.0.1:${api}/api/customers`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(customers.status, 200);
+    assert.equal((await fetch(`http://127.0.0.1:${api}/api/customers`)).status, 401);
     for (const endpoint of [
       `smtp://127.0.0.1:${smtp}`,
       `http://127.0.0.1:${api}`,

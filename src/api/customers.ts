@@ -21,24 +21,27 @@ export function registerCustomerRoutes(
         security: [{ bearer: [] }],
       },
     },
-    async () => {
-      const [held, active] = await Promise.all([
-        heldCountsByCustomer(deps.sql),
-        listOutages(deps.client, { state: 'active', limit: 500 }),
-      ]);
-      const outageOf = new Map(active.map((o) => [o.customerId, o]));
-      return {
-        customers: [...deps.runbooks.values()].map((rb) => ({
-          id: rb.id,
-          name: rb.name,
-          domains: rb.domains,
-          primary: rb.primary,
-          defaultInstruction: rb.instructions.default,
-          restore: rb.restore,
-          heldMessages: held.get(rb.id) ?? 0,
-          activeOutage: outageOf.get(rb.id) ?? null,
-        })),
-      };
-    },
+    async () => customersOverview(deps),
   );
 }
+
+async function customersOverview(deps: { sql: Sql; client: Client; runbooks: ReadonlyMap<string, Runbook> }) {
+  const [held, active] = await Promise.all([
+    heldCountsByCustomer(deps.sql),
+    listOutages(deps.client, { state: 'active', limit: 500 }),
+  ]);
+  const outageOf = new Map(active.map((o) => [o.customerId, o]));
+  return {
+    customers: [...deps.runbooks.values()].map((rb) => ({
+      id: rb.id,
+      name: rb.name,
+      domains: rb.domains,
+      primary: rb.primary,
+      defaultInstruction: rb.instructions.default,
+      restore: rb.restore,
+      heldMessages: held.get(rb.id) ?? 0,
+      activeOutage: outageOf.get(rb.id) ?? null,
+    })),
+  };
+}
+export type CustomersResponse = Awaited<ReturnType<typeof customersOverview>>;

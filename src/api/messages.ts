@@ -4,7 +4,12 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Config } from '../config';
 import type { Sql } from '../store/db';
-import { findMessage, listOutageMessages, type StoredMessage } from '../store/held-mail-queries';
+import {
+  findMessage,
+  listOutageMessages,
+  type MessageRow,
+  type StoredMessage,
+} from '../store/held-mail-queries';
 import { type ObjectStore, readBody } from '../store/objects';
 import { ApiFailure } from './errors';
 import { parseForReading } from './message-view';
@@ -103,7 +108,8 @@ export function registerMessageRoutes(
         length: message.sizeBytes,
       });
       const { objectKey: _key, bodyOffset: _offset, ...envelope } = message;
-      return { ...envelope, content: await parseForReading(body, message.sizeBytes) };
+      const detail: MessageDetail = { ...envelope, content: await parseForReading(body, message.sizeBytes) };
+      return detail;
     },
   );
 
@@ -136,4 +142,12 @@ export function registerMessageRoutes(
         .send(stream);
     },
   );
+}
+
+export type MessageDetail = Omit<StoredMessage, 'objectKey' | 'bodyOffset'> & {
+  content: Awaited<ReturnType<typeof parseForReading>>;
+};
+export interface MessagePage {
+  messages: MessageRow[];
+  nextCursor: string | null;
 }

@@ -1,0 +1,117 @@
+import Table from 'cli-table3';
+import type { OutageSummary } from '../api/outage-lookup';
+import type { outageView } from '../api/outages';
+
+// Readable text for people at a terminal; `--json` skips all of this and prints what the API returned.
+
+const BORDERLESS = {
+  top: '',
+  'top-mid': '',
+  'top-left': '',
+  'top-right': '',
+  bottom: '',
+  'bottom-mid': '',
+  'bottom-left': '',
+  'bottom-right': '',
+  left: '',
+  'left-mid': '',
+  mid: '',
+  'mid-mid': '',
+  right: '',
+  'right-mid': '',
+  middle: '  ',
+};
+
+export function table(head: string[], rows: (string | number | null | undefined)[][]): string {
+  if (rows.length === 0) return '(none)';
+  const t = new Table({
+    head,
+    chars: BORDERLESS,
+    style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 },
+  });
+  for (const row of rows)
+    t.push(row.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c))));
+  return t.toString().replace(/[ \t]+$/gm, '');
+}
+
+const when = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
+
+export type OutageView = ReturnType<typeof outageView>;
+
+function describeInstruction(i: OutageView['instruction']): string {
+  if (!i) return 'none yet';
+  switch (i.action) {
+    case 'forward':
+      return `forward to ${i.to.join(', ')}`;
+    case 'redirect':
+      return `redirect to ${i.host}:${i.port}${i.requireTls ? ' (TLS required)' : ''}`;
+    default:
+      return i.action;
+  }
+}
+
+/** One line after an action: what the outage does now. */
+export function outageLine(o: OutageView): string {
+  return `${o.id}: ${o.phase}, ${o.heldMessages} message(s) held; instruction: ${describeInstruction(o.instruction)}`;
+}
+
+export function outageDetail(o: OutageView): string {
+  const c = o.counts;
+  const lines = [
+    `Outage       ${o.id}  (customer ${o.customerId})`,
+    `Phase        ${o.phase}`,
+    `Held         ${o.heldMessages} message(s)`,
+    `Started      ${when(o.startedAt)}`,
+    `Declared     ${o.declaredAt ? `${when(o.declaredAt)}${o.declaredBy ? ` by ${o.declaredBy}` : ' (probes)'}` : 'not yet'}${o.declarationNote ? `: ${o.declarationNote}` : ''}`,
+    `Instruction  ${describeInstruction(o.instruction)}${o.instruction ? ` (by ${o.instruction.actor})` : ''}`,
+    `Delivered    ${c.relayed} relayed, ${c.forwarded} forwarded, ${c.redirected} redirected, ${c.restored} restored; ${c.failed} failed`,
+    `Resolved     ${when(o.resolvedAt)}`,
+    '',
+    'Primary MX probes',
+    table(
+      ['HOST', 'OK', 'STAGE', 'MS', 'ERROR'],
+      o.lastProbe.map((p) => [`${p.host}:${p.port}`, p.ok ? 'yes' : 'no', p.stage, p.latencyMs, p.error]),
+    ),
+    '',
+    'Call tasks',
+    table(
+      ['TASK', 'OUTCOME', 'BY', 'CONTACTS'],
+      o.callTasks.map((t) => [
+        t.id,
+        t.outcome ?? 'open',
+        t.closedBy,
+        t.contacts.map((p) => `${p.name} ${p.phone ?? ''}`.trim()).join('; '),
+      ]),
+    ),
+    '',
+    'Notifications',
+    table(
+      ['STEP', 'AT', 'RESULTS'],
+      o.notifications.map((n) => [
+        n.step + 1,
+        when(n.at),
+        n.results.map((r) => `${r.channel} ${r.ok ? 'ok' : `failed (${r.detail})`}`).join('; '),
+      ]),
+    ),
+    '',
+    'Instructions',
+    table(
+      ['AT', 'ACTION', 'BY', 'NOTE'],
+      o.history.map((h) => [
+        when(h.at),
+        describeInstruction(h.instruction),
+        h.instruction.actor,
+        h.instruction.note,
+      ]),
+    ),
+  ];
+  return lines.join('\n');
+}
+
+export const outagesTable = (outages: OutageSummary[]) =>
+  table(
+    ['OUTAGE', 'CUSTOMER', 'PHASE', 'INSTRUCTION', 'HELD', 'CLOSED'],
+    outages.map((o) => [o.id, o.customerId, o.phase, o.instruction, o.heldMessages, when(o.closedAt)]),
+  );
+
+export { when };
