@@ -245,7 +245,7 @@ test('ops API: an outage run end to end, every refusal with its status and code,
         const after = await call('POST', `/api/outages/${outageId}/instructions`, {
           body: { action: 'hold' },
         });
-        assert.equal(after.status, 409);
+        assert.equal(after.status, 409, after.text);
         assert.equal(after.json.error.code, 'WORKFLOW_REFUSED');
         const resolved = await eventually(
           'listed as resolved',

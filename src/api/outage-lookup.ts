@@ -39,19 +39,16 @@ export function withDeadline<T>(client: Client, fn: () => Promise<T>): Promise<T
 }
 
 /** Temporal's failures as API errors: refused by the workflow (409), gone (404), or not answering (503). */
-export function asApiFailure(err: unknown, outageId: string): unknown {
+export function asApiFailure(err: unknown, outageId: string, opts: { wasRunning?: boolean } = {}): unknown {
   if (err instanceof ApiFailure) return err;
   if (err instanceof WorkflowUpdateFailedError)
     return new ApiFailure(409, 'WORKFLOW_REFUSED', err.cause?.message ?? err.message);
+  const message = (err as Error)?.message ?? '';
+  // Temporal answers NotFound for an update to a run that has just closed: that outage exists, it is resolved.
+  if (/already completed|already finished/i.test(message)) return resolvedRefusal(outageId);
+  if (err instanceof WorkflowNotFoundError && opts.wasRunning) return resolvedRefusal(outageId);
   if (err instanceof WorkflowNotFoundError)
     return new ApiFailure(404, 'OUTAGE_NOT_FOUND', `no outage ${outageId}; \`mxf outages list\` shows them`);
-  const message = (err as Error)?.message ?? '';
-  if (/already completed|workflow execution already finished/i.test(message))
-    return new ApiFailure(
-      409,
-      'WORKFLOW_REFUSED',
-      `outage ${outageId} is resolved; it takes no more actions`,
-    );
   if (
     err instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
     isGrpcDeadlineError(err) ||
@@ -66,6 +63,20 @@ export function asApiFailure(err: unknown, outageId: string): unknown {
   return err;
 }
 
+export const resolvedRefusal = (outageId: string) =>
+  new ApiFailure(
+    409,
+    'WORKFLOW_REFUSED',
+    `outage ${outageId} is resolved and takes no more actions; new mail, or declaring again, starts a new one`,
+  );
+
+/** An outage that can still take an instruction or a call record. */
+export async function findRunningOutage(client: Client, id: string): Promise<FoundOutage> {
+  const found = await findOutage(client, id);
+  if (!found.running) throw resolvedRefusal(id);
+  return found;
+}
+
 export interface FoundOutage {
   handle: WorkflowHandle<typeof outageWorkflow>;
   running: boolean;
@@ -76,11 +87,23 @@ export async function findOutage(client: Client, id: string): Promise<FoundOutag
   try {
     return await withDeadline(client, async () => {
       const [customerId, suffix] = id.split('.');
-      if (!suffix) {
-        const handle = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(customerId!));
-        const info = await handle.describe();
-        return { handle, running: info.status.name === 'RUNNING', status: info.status.name };
+      // The customer's latest run first: describe is strongly consistent, the visibility store may lag a moment.
+      const latest = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(customerId!));
+      const info = await latest.describe().catch((err) => {
+        if (err instanceof WorkflowNotFoundError) return undefined;
+        throw err;
+      });
+      if (info && (!suffix || info.typedSearchAttributes.get(outageIdKey) === id)) {
+        const running = info.status.name === 'RUNNING';
+        // A closed run by its run id: a new outage starting meanwhile must not be read or steered instead.
+        const handle = running
+          ? latest
+          : client.workflow.getHandle<typeof outageWorkflow>(info.workflowId, info.runId);
+        return { handle, running, status: info.status.name };
       }
+      if (!info || !suffix)
+        throw new WorkflowNotFoundError('not found', outageWorkflowId(customerId!), undefined);
+      // An earlier outage of this customer.
       const runs: WorkflowExecutionInfo[] = [];
       for await (const info of client.workflow.list({ query: `OutageId = "${id}"`, pageSize: 100 })) {
         runs.push(info);

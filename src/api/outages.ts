@@ -19,6 +19,7 @@ import { ApiFailure } from './errors';
 import {
   asApiFailure,
   findOutage,
+  findRunningOutage,
   listOutages,
   outageIdParamSchema,
   outageState,
@@ -120,7 +121,7 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
     },
     async (req) => {
       const { name: actor } = operatorOfRequest(req);
-      const found = await findOutage(client, req.params.id);
+      const found = await findRunningOutage(client, req.params.id);
       const requestId = req.body.requestId ?? randomUUID();
       try {
         const status = await withDeadline(client, () =>
@@ -131,7 +132,7 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
         );
         return outageView(status);
       } catch (err) {
-        throw asApiFailure(err, req.params.id);
+        throw asApiFailure(err, req.params.id, { wasRunning: true });
       }
     },
   );
@@ -150,7 +151,7 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
     },
     async (req) => {
       const { name: actor } = operatorOfRequest(req);
-      const found = await findOutage(client, req.params.id);
+      const found = await findRunningOutage(client, req.params.id);
       let taskId = req.body.taskId;
       if (!taskId) {
         const state = await outageState(client, found, req.params.id);
@@ -172,7 +173,7 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
         );
         return outageView(status);
       } catch (err) {
-        throw asApiFailure(err, req.params.id);
+        throw asApiFailure(err, req.params.id, { wasRunning: true });
       }
     },
   );

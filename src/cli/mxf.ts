@@ -26,7 +26,7 @@ const USAGE = `usage: mxf <command> [options]
   instruct <outage> redirect --host HOST [--port 25] [--require-tls] [--note TEXT]
   call <outage> reached|no-answer|voicemail|wrong-number [--task ID] [--note TEXT]
   messages list <outage> [--status held|delivered|failed] [--recipient TEXT] [--sender TEXT]
-                         [--since ISO] [--until ISO] [--limit N] [--cursor ID]
+                         [--since ISO] [--until ISO] [--limit N] [--cursor ID] [--ids]
   messages show <id>                          headers, text and attachments (audited)
   messages raw <id>                           the message as accepted, to stdout (audited)
   audit [--customer ID] [--actor NAME] [--action NAME] [--limit N]
@@ -43,6 +43,7 @@ const OPTIONS = {
   api: { type: 'string' },
   token: { type: 'string' },
   json: { type: 'boolean' },
+  ids: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   note: { type: 'string' },
   to: { type: 'string', multiple: true },
@@ -186,7 +187,12 @@ async function run(
             .join(', '),
         ]),
       );
-      out(r.nextCursor ? `${text}\nmore: --cursor ${r.nextCursor}` : text, r);
+      if (opts.ids)
+        out(
+          r.messages.map((m) => m.id).join('\n'),
+          r.messages.map((m) => m.id),
+        );
+      else out(r.nextCursor ? `${text}\nmore: --cursor ${r.nextCursor}` : text, r);
       return 0;
     }
     case 'messages show': {

@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Client, Connection } from '@temporalio/client';
+import { parse } from 'yaml';
+import { runbookSchema } from '../src/domain/runbook';
+import { startApi } from './helpers/api';
+import { startCatcher } from './helpers/catcher';
+import { startIngest } from './helpers/ingest';
+import { freePort } from './helpers/ports';
+import { testConfig } from './helpers/stack';
+import { withWorker } from './helpers/temporal';
+
+// README.md's operator walkthrough, run as written: every command in its block, in order, against the real
+// stack, with a local SMTP server as Harborview Law's mail server (down until the walkthrough says it is back).
+
+const ROOT = join(__dirname, '..');
+
+/** The walkthrough's commands: continuation lines joined, comments and blank lines dropped. */
+function walkthroughCommands(): string[] {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const block = /<!-- walkthrough:start -->\n```sh\n([\s\S]*?)```\n<!-- walkthrough:end -->/.exec(
+    readme,
+  )?.[1];
+  assert.ok(block, 'README.md has the walkthrough block');
+  return block
+    .replace(/\\\n\s*/g, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+}
+
+function sh(command: string, env: NodeJS.ProcessEnv) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      'bash',
+      ['-o', 'pipefail', '-c', command],
+      { cwd: ROOT, env, timeout: 60_000 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+let connection: Connection;
+let client: Client;
+before(async () => {
+  connection = await Connection.connect({ address: testConfig().temporal.address });
+  client = new Client({ connection, namespace: testConfig().temporal.namespace });
+});
+after(() => connection.close());
+
+test("README's walkthrough: a whole outage with the CLI alone", async () => {
+  const commands = walkthroughCommands();
+  assert.ok(commands.length >= 10, `${commands.length} commands`);
+  const primaryPort = await freePort();
+  const relay = await startCatcher(); // notification emails leave through it
+  const base = runbookSchema.parse(parse(readFileSync(join(ROOT, 'runbooks/harborview-law.yaml'), 'utf8')));
+  const runbook = runbookSchema.parse({
+    ...base,
+    primary: [{ host: '127.0.0.1', port: primaryPort }],
+    // The operator declares, not the probes; the operator restores, not the runbook.
+    detection: { probeInterval: '1s', confirmAfter: '1h' },
+    notify: [{ after: '0s', channels: ['ops-call', 'email'] }],
+    restore: { mode: 'approval', ratePerSecond: 50 },
+  });
+  const ingest = await startIngest([runbook], {
+    env: {
+      MXF_TASK_QUEUE: `walkthrough-${randomUUID()}`,
+      MXF_DOORBELL_MS: '50',
+      MXF_SMTP_RELAY: `127.0.0.1:${relay.port}`,
+    },
+    temporal: client,
+  });
+  const config = ingest.config;
+  const api = await startApi(config, [runbook]);
+  const env = { ...process.env, MXF_API_URL: api.url, MXF_TOKEN: api.tokens.admin };
+  let primary: Awaited<ReturnType<typeof startCatcher>> | undefined;
+  const { address, namespace, taskQueue } = config.temporal;
+  try {
+    await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
+      const outputs: string[] = [];
+      for (const written of commands) {
+        if (written.includes(' restore')) primary = await startCatcher({ port: primaryPort }); // the server is back
+        const command = written.replace('127.0.0.1:2525', `127.0.0.1:${ingest.port}`);
+        // An operator retries what the outage is not ready for yet (the call task opens a moment after declaring).
+        let r = await sh(command, env);
+        for (const started = Date.now(); r.code !== 0 && Date.now() - started < 15_000; ) {
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          r = await sh(command, env);
+        }
+        assert.equal(r.code, 0, `${written}\n${r.stdout}${r.stderr}`);
+        outputs.push(r.stdout);
+      }
+      const at = (prefix: string) => outputs[commands.findIndex((c) => c.startsWith(prefix))]!;
+      const lastShow = outputs[commands.lastIndexOf('bin/mxf outages show harborview-law')]!;
+      assert.match(
+        at('bin/mxf outages declare'),
+        /^declared\. harborview-law\.[0-9a-f]{8}: awaiting-instructions/,
+      );
+      assert.match(at('bin/mxf call'), /call-1 recorded: reached/);
+      assert.match(at('bin/mxf instruct harborview-law hold'), /: holding, 1 message\(s\) held/);
+      assert.match(at('bin/mxf messages list'), /reception@harborviewlaw\.example \(held\)/);
+      assert.match(
+        at('bin/mxf messages show'),
+        /Subject +Filing deadline moved[\s\S]*Please confirm receipt\./,
+      );
+      assert.match(lastShow, /^Phase +closed$/m);
+      assert.match(lastShow, /0 forwarded, 0 redirected, 1 restored; 0 failed/);
+      assert.equal(primary?.caught.length, 1, 'the held message reached the restored server');
+      assert.match(primary!.caught[0]!.raw.toString(), /Subject: Filing deadline moved/);
+      const audit = at('bin/mxf audit');
+      for (const action of ['outage.declare', 'outage.call', 'outage.instruct', 'message.read'])
+        assert.match(
+          audit,
+          new RegExp(`${api.names.admin} +${action.replace('.', '\\.')} .* ok \\(20[01]\\)`),
+        );
+      assert.ok(
+        relay.caught.some((m) => m.to.includes('harborview.backup@gmail.example')),
+        'contacts emailed',
+      );
+
+      // The CLI's failures: the API's code and a non-zero exit, usage errors exit 2.
+      const noTo = await sh('bin/mxf instruct harborview-law forward', env);
+      assert.equal(noTo.code, 1);
+      assert.match(noTo.stderr, /INVALID_REQUEST: .*to/);
+      const unknown = await sh('bin/mxf outages show harborview-law.00000000', env);
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /OUTAGE_NOT_FOUND/);
+      const closed = await sh('bin/mxf instruct harborview-law hold --json', env);
+      assert.equal(closed.code, 1);
+      assert.equal(JSON.parse(closed.stdout).error.code, 'WORKFLOW_REFUSED');
+      assert.equal((await sh('bin/mxf outages frobnicate', env)).code, 2);
+      const viewer = await sh('bin/mxf messages show 1', { ...env, MXF_TOKEN: api.tokens.viewer });
+      assert.match(viewer.stderr, /FORBIDDEN/);
+      const listed = JSON.parse((await sh('bin/mxf outages list --state resolved --json', env)).stdout);
+      assert.ok(listed.outages.some((o: { customerId: string }) => o.customerId === 'harborview-law'));
+    });
+  } finally {
+    await api.close();
+    await ingest.close();
+    await relay.close();
+    await primary?.close();
+  }
+});
