@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { startApi } from './helpers/api';
+import { testConfig, testTmp } from './helpers/stack';
+
+// The mxf commands that do not go through an outage: tokens (straight to PostgreSQL) and runbooks check.
+const ROOT = join(__dirname, '..');
+
+function mxf(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(join(ROOT, 'bin/mxf'), args, { env, timeout: 60_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+test('mxf tokens: create prints a working token once; revoke stops it; bad input exits 2', async () => {
+  const api = await startApi(testConfig(), []);
+  try {
+    const created = await mxf(['tokens', 'create', 'carol', 'viewer']);
+    assert.equal(created.code, 0, created.stderr);
+    const token = created.stdout.trim();
+    assert.match(token, /^mxf_[\w-]{43}$/);
+    const [row] = await api.sql<{ role: string; token_hash: Buffer }[]>`
+      select role, token_hash from api_token where name = 'carol'`;
+    assert.equal(row!.role, 'viewer');
+    assert.ok(!row!.token_hash.toString('latin1').includes(token), 'only a hash is stored');
+    const env = { ...process.env, MXF_API_URL: api.url, MXF_TOKEN: token };
+    const listed = await mxf(['outages', 'list', '--json'], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.ok(Array.isArray(JSON.parse(listed.stdout).outages));
+    const denied = await mxf(['outages', 'declare', 'harborview-law'], env);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /FORBIDDEN: carol is a viewer/);
+    assert.equal((await mxf(['tokens', 'revoke', 'carol'])).code, 0);
+    const revoked = await mxf(['outages', 'list'], env);
+    assert.equal(revoked.code, 1);
+    assert.match(revoked.stderr, /UNAUTHENTICATED/);
+    assert.equal((await mxf(['tokens', 'create', 'dave', 'superuser'])).code, 2);
+    assert.equal((await mxf(['tokens', 'create', '../dave', 'admin'])).code, 2);
+    const unreachable = await mxf(['customers'], { ...env, MXF_API_URL: 'http://127.0.0.1:9' });
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, /API_UNREACHABLE/);
+  } finally {
+    await api.close();
+  }
+});
+
+test('mxf runbooks check: 0 for the checked-in runbooks, 1 with file:line for a broken one', async () => {
+  const ok = await mxf(['runbooks', 'check', join(ROOT, 'runbooks')]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /runbook\(s\) OK: .*harborview-law/);
+  const dir = mkdtempSync(join(testTmp(), 'runbooks-'));
+  writeFileSync(join(dir, 'broken.yaml'), 'id: broken\nname: Broken\ndomains: [not a domain]\n');
+  const bad = await mxf(['runbooks', 'check', dir]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /broken\.yaml:\d+:\d+: /);
+});
