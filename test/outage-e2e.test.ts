@@ -1,14 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Client, Connection, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
 import { outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
-import { TOOLS_BIN } from '../src/stack/temporal';
 import { instructUpdate, recordCallUpdate, statusQuery } from '../src/workflows/messages';
 import type { outageWorkflow } from '../src/workflows/outage';
 import { startCatcher } from './helpers/catcher';
@@ -17,7 +13,7 @@ import { readHeld, startIngest, type TestIngest, uniqueRunbook } from './helpers
 import { freePort } from './helpers/ports';
 import { transaction } from './helpers/smtp-client';
 import { testConfig } from './helpers/stack';
-import { withWorker } from './helpers/temporal';
+import { recordHistory, withWorker } from './helpers/temporal';
 
 // Whole outages through SMTP, real Temporal, a real worker, PostgreSQL and MinIO, with runbook timings in seconds.
 // Local SMTP servers stand in for the customer's primary MX and for Gmail.
@@ -49,26 +45,6 @@ async function startWebhookReceiver() {
     received,
     close: () => new Promise((r) => server.close(r)),
   };
-}
-
-/** RECORD_HISTORIES=1 npm test -- test/outage-e2e.test.ts refreshes the histories test/replay.test.ts replays. */
-async function recordHistory(name: string, handle: WorkflowHandle) {
-  if (!process.env.RECORD_HISTORIES) return;
-  // The CLI's JSON is the format Worker.runReplayHistories reads (historyFromJSON).
-  const { address, namespace } = testConfig().temporal;
-  const json = execFileSync(join(TOOLS_BIN, 'temporal'), [
-    'workflow',
-    'show',
-    '--workflow-id',
-    handle.workflowId,
-    '--output',
-    'json',
-    '--address',
-    address,
-    '--namespace',
-    namespace,
-  ]);
-  writeFileSync(join(__dirname, 'histories', `${name}.json`), json);
 }
 
 function fastRunbook(primaryPort: number, overrides: Partial<Runbook> = {}): Runbook {

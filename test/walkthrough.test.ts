@@ -12,7 +12,7 @@ import { startCatcher } from './helpers/catcher';
 import { startIngest } from './helpers/ingest';
 import { freePort } from './helpers/ports';
 import { testConfig } from './helpers/stack';
-import { withWorker } from './helpers/temporal';
+import { recordHistory, withWorker } from './helpers/temporal';
 
 // README.md's operator walkthrough, run as written: every command in its block, in order, against the real
 // stack, with a local SMTP server as Harborview Law's mail server (down until the walkthrough says it is back).
@@ -122,6 +122,8 @@ test("README's walkthrough: a whole outage with the CLI alone", async () => {
         relay.caught.some((m) => m.to.includes('harborview.backup@gmail.example')),
         'contacts emailed',
       );
+
+      await recordHistory('outage-declared-by-hand', { workflowId: 'outage:harborview-law' });
 
       // The CLI's failures: the API's code and a non-zero exit, usage errors exit 2.
       const noTo = await sh('bin/mxf instruct harborview-law forward', env);

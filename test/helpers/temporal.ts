@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import {
   bundleWorkflowCode,
@@ -9,6 +12,7 @@ import {
 import pino from 'pino';
 import { createActivities } from '../../src/activities';
 import type { Config } from '../../src/config';
+import { TOOLS_BIN } from '../../src/stack/temporal';
 import type { Sql } from '../../src/store/db';
 import { createObjectStore } from '../../src/store/objects';
 import { testConfig } from './stack';
@@ -58,4 +62,27 @@ export async function withWorker<T>(
     await client.connection.close();
     await connection.close();
   }
+}
+
+/**
+ * RECORD_HISTORIES=1 npm test -- test/outage-e2e.test.ts test/walkthrough.test.ts refreshes the histories that
+ * test/replay.test.ts replays. Only while the workflow has never run in production; after that, use patched().
+ */
+export async function recordHistory(name: string, handle: { workflowId: string }) {
+  if (!process.env.RECORD_HISTORIES) return;
+  // The CLI's JSON is the format Worker.runReplayHistories reads (historyFromJSON).
+  const { address, namespace } = testConfig().temporal;
+  const json = execFileSync(join(TOOLS_BIN, 'temporal'), [
+    'workflow',
+    'show',
+    '--workflow-id',
+    handle.workflowId,
+    '--output',
+    'json',
+    '--address',
+    address,
+    '--namespace',
+    namespace,
+  ]);
+  writeFileSync(join(__dirname, '..', 'histories', `${name}.json`), json);
 }
