@@ -13,7 +13,7 @@ create table api_token (
 -- The audit row is written before an action runs (outcome 'pending') and completed after, so no action on
 -- customer mail happens without a row, even if the API dies halfway.
 alter table audit_event
-  add column outcome     text not null default 'pending',  -- pending, ok, refused, invalid, denied, error
+  add column outcome     text not null default 'pending',  -- pending, ok, refused, invalid, denied, not-found, aborted, error
   add column status_code int,
   add column request_id  text,
   add column target      text;                               -- outage id, message id, customer id

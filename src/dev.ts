@@ -40,7 +40,7 @@ async function startStorage(
     const applied = await migrate(sql);
     say(applied.length ? `migrations applied: ${applied.join(', ')}` : 'database schema is up to date');
     // A fresh admin token each run (the previous dev-admin token stops working), for the CLI on this machine.
-    adminToken = await createToken(sql, 'dev-admin', 'admin');
+    adminToken = await createToken(sql, 'dev-admin', 'admin', { actor: 'npm run dev', replace: true });
     writeFileSync(join(config.dataDir, 'dev-admin.token'), `${adminToken}\n`, { mode: 0o600 });
   } finally {
     await sql.end();

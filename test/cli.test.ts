@@ -35,10 +35,26 @@ test('mxf tokens: create prints a working token once; revoke stops it; bad input
     const denied = await mxf(['outages', 'declare', 'harborview-law'], env);
     assert.equal(denied.code, 1);
     assert.match(denied.stderr, /FORBIDDEN: carol is a viewer/);
+    const again = await mxf(['tokens', 'create', 'carol', 'admin']);
+    assert.equal(again.code, 1, 'an active token is not silently replaced');
+    assert.match(again.stderr, /carol already has an active viewer token/);
     assert.equal((await mxf(['tokens', 'revoke', 'carol'])).code, 0);
     const revoked = await mxf(['outages', 'list'], env);
     assert.equal(revoked.code, 1);
     assert.match(revoked.stderr, /UNAUTHENTICATED/);
+    const recreated = await mxf(['tokens', 'create', 'carol', 'operator']);
+    assert.equal(recreated.code, 0, 'a revoked name can be given a new token');
+    const replaced = await mxf(['tokens', 'create', 'carol', 'operator', '--replace']);
+    assert.equal(replaced.code, 0);
+    const stale = { ...env, MXF_TOKEN: recreated.stdout.trim() };
+    assert.equal((await mxf(['outages', 'list'], stale)).code, 1, 'the replaced token no longer works');
+    const audit = await api.sql<{ action: string; outcome: string; actor: string }[]>`
+      select action, outcome, actor from audit_event where target = 'carol' order by id`;
+    assert.deepEqual(
+      audit.map((a) => `${a.action} ${a.outcome}`),
+      ['token.create ok', 'token.revoke ok', 'token.create ok', 'token.create ok'],
+    );
+    assert.match(audit[0]!.actor, /^cli:/);
     assert.equal((await mxf(['tokens', 'create', 'dave', 'superuser'])).code, 2);
     assert.equal((await mxf(['tokens', 'create', '../dave', 'admin'])).code, 2);
     const unreachable = await mxf(['customers'], { ...env, MXF_API_URL: 'http://127.0.0.1:9' });

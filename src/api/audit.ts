@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -47,6 +48,9 @@ export function registerAudit(app: FastifyInstance, sql: Sql): void {
     const action = req.routeOptions.config.audit;
     if (!action) return;
     const body = (req.body ?? {}) as Record<string, unknown>;
+    // Every mutation has a request id, the client's or ours: the audit row and the workflow's history share it.
+    if (req.method === 'POST' && typeof req.body === 'object' && req.body !== null && !body.requestId)
+      body.requestId = randomUUID();
     const [row] = await sql<{ id: string }[]>`
       insert into audit_event (actor, action, customer_id, target, request_id, detail)
       values (${req.operator?.name ?? 'anonymous'}, ${action}, ${customerOf(req)}, ${targetOf(req)},
@@ -54,6 +58,14 @@ export function registerAudit(app: FastifyInstance, sql: Sql): void {
               ${sql.json({ method: req.method, url: req.url, body } as never)})
       returning id`;
     req.auditId = row!.id;
+  });
+
+  // A client that hangs up gets no response, so onResponse never runs: the action may still have happened.
+  app.addHook('onRequestAbort', async (req) => {
+    if (!req.auditId) return;
+    await sql`update audit_event set outcome = 'aborted' where id = ${req.auditId} and outcome = 'pending'`.catch(
+      (err) => req.log.error({ err }, 'could not complete the audit row of an aborted request'),
+    );
   });
 
   app.addHook('onResponse', async (req, reply) => {

@@ -33,19 +33,46 @@ declare module 'fastify' {
 
 const hashToken = (token: string) => createHash('sha256').update(token).digest();
 
-/** Creates (or replaces) the named token and returns it: the only time it is ever shown. */
-export async function createToken(sql: Sql, name: string, role: Role): Promise<string> {
+export class TokenExistsError extends Error {}
+
+/**
+ * Creates the named token and returns it: the only time it is ever shown. An active token of that name is
+ * replaced only when asked, and either way the change is audited under `actor` (who ran the command).
+ */
+export async function createToken(
+  sql: Sql,
+  name: string,
+  role: Role,
+  opts: { actor: string; replace?: boolean },
+): Promise<string> {
   const token = `mxf_${randomBytes(32).toString('base64url')}`;
-  await sql`
-    insert into api_token (name, role, token_hash) values (${name}, ${role}, ${hashToken(token)})
-    on conflict (name) do update set role = excluded.role, token_hash = excluded.token_hash,
-      created_at = now(), last_used_at = null, revoked_at = null`;
+  await sql.begin(async (tx) => {
+    const [existing] = await tx<{ role: string }[]>`
+      select role from api_token where name = ${name} and revoked_at is null for update`;
+    if (existing && !opts.replace)
+      throw new TokenExistsError(
+        `${name} already has an active ${existing.role} token; revoke it, or pass --replace`,
+      );
+    await tx`
+      insert into api_token (name, role, token_hash) values (${name}, ${role}, ${hashToken(token)})
+      on conflict (name) do update set role = excluded.role, token_hash = excluded.token_hash,
+        created_at = now(), last_used_at = null, revoked_at = null`;
+    await tx`
+      insert into audit_event (actor, action, target, outcome, detail)
+      values (${opts.actor}, 'token.create', ${name}, 'ok', ${tx.json({ role, replaced: Boolean(existing) })})`;
+  });
   return token;
 }
 
-export async function revokeToken(sql: Sql, name: string): Promise<boolean> {
-  const rows = await sql`update api_token set revoked_at = now() where name = ${name} and revoked_at is null`;
-  return rows.count > 0;
+export async function revokeToken(sql: Sql, name: string, opts: { actor: string }): Promise<boolean> {
+  return sql.begin(async (tx) => {
+    const rows =
+      await tx`update api_token set revoked_at = now() where name = ${name} and revoked_at is null`;
+    await tx`
+      insert into audit_event (actor, action, target, outcome)
+      values (${opts.actor}, 'token.revoke', ${name}, ${rows.count > 0 ? 'ok' : 'not-found'})`;
+    return rows.count > 0;
+  });
 }
 
 async function operatorOf(sql: Sql, token: string): Promise<Operator | undefined> {

@@ -12,7 +12,7 @@ import {
 } from '../store/held-mail-queries';
 import { type ObjectStore, readBody } from '../store/objects';
 import { ApiFailure } from './errors';
-import { parseForReading } from './message-view';
+import { assertParsable, parseForReading } from './message-view';
 import { findOutage, outageIdParamSchema, outageState } from './outage-lookup';
 import { pageSchema } from './paging';
 
@@ -102,6 +102,7 @@ export function registerMessageRoutes(
     },
     async (req) => {
       const message = await storedMessage(req.params.id, req);
+      assertParsable(message.sizeBytes); // before reading: a 50 MB body is never loaded to be refused
       const body = await readBody(objects, config.s3.bucket, {
         objectKey: message.objectKey,
         offset: message.bodyOffset,

@@ -9,7 +9,7 @@ import {
   WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
 import { z } from 'zod';
-import { type OutageStatus, outageWorkflowId } from '../domain/outage';
+import { type OutageStatus, outageIdOf, outageWorkflowId } from '../domain/outage';
 import {
   customerIdKey,
   heldMessagesKey,
@@ -38,6 +38,9 @@ export function withDeadline<T>(client: Client, fn: () => Promise<T>): Promise<T
   return client.connection.withDeadline(Date.now() + TEMPORAL_DEADLINE_MS, fn);
 }
 
+/** gRPC status codes UNAVAILABLE and DEADLINE_EXCEEDED. */
+const GRPC_NOT_ANSWERING = [14, 4];
+
 /** Temporal's failures as API errors: refused by the workflow (409), gone (404), or not answering (503). */
 export function asApiFailure(err: unknown, outageId: string, opts: { wasRunning?: boolean } = {}): unknown {
   if (err instanceof ApiFailure) return err;
@@ -49,11 +52,12 @@ export function asApiFailure(err: unknown, outageId: string, opts: { wasRunning?
   if (err instanceof WorkflowNotFoundError && opts.wasRunning) return resolvedRefusal(outageId);
   if (err instanceof WorkflowNotFoundError)
     return new ApiFailure(404, 'OUTAGE_NOT_FOUND', `no outage ${outageId}; \`mxf outages list\` shows them`);
+  // Only "not answering" is worth a retry; any other gRPC error is a bug of ours, a 500 with the details logged.
   if (
     err instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
     isGrpcDeadlineError(err) ||
-    isGrpcServiceError(err) ||
-    /deadline|UNAVAILABLE|timed out/i.test(message)
+    (isGrpcServiceError(err) && GRPC_NOT_ANSWERING.includes(err.code)) ||
+    /deadline exceeded|UNAVAILABLE/i.test(message)
   )
     return new ApiFailure(
       503,
@@ -87,41 +91,47 @@ export async function findOutage(client: Client, id: string): Promise<FoundOutag
   try {
     return await withDeadline(client, async () => {
       const [customerId, suffix] = id.split('.');
+      const workflowId = outageWorkflowId(customerId!);
       // The customer's latest run first: describe is strongly consistent, the visibility store may lag a moment.
-      const latest = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(customerId!));
-      const info = await latest.describe().catch((err) => {
-        if (err instanceof WorkflowNotFoundError) return undefined;
-        throw err;
-      });
-      if (info && (!suffix || info.typedSearchAttributes.get(outageIdKey) === id)) {
+      const info = await client.workflow
+        .getHandle<typeof outageWorkflow>(workflowId)
+        .describe()
+        .catch((err) => {
+          if (err instanceof WorkflowNotFoundError) return undefined;
+          throw err;
+        });
+      const firstRunId = info?.raw.workflowExecutionInfo?.firstRunId ?? undefined;
+      // Runs started before outages had an OutageId attribute are recognised by their first run id.
+      const latestId =
+        info?.typedSearchAttributes.get(outageIdKey) ??
+        (firstRunId ? outageIdOf(customerId!, firstRunId) : undefined);
+      if (info && (!suffix || latestId === id)) {
         const running = info.status.name === 'RUNNING';
-        // A closed run by its run id: a new outage starting meanwhile must not be read or steered instead.
+        // Pinned: a running outage by its first run id (so it is followed across continue-as-new, and a new
+        // outage starting meanwhile is never steered instead), a closed one by its run id.
         const handle = running
-          ? latest
-          : client.workflow.getHandle<typeof outageWorkflow>(info.workflowId, info.runId);
+          ? client.workflow.getHandle<typeof outageWorkflow>(workflowId, undefined, {
+              firstExecutionRunId: firstRunId,
+            })
+          : client.workflow.getHandle<typeof outageWorkflow>(workflowId, info.runId);
         return { handle, running, status: info.status.name };
       }
-      if (!info || !suffix)
-        throw new WorkflowNotFoundError('not found', outageWorkflowId(customerId!), undefined);
-      // An earlier outage of this customer.
+      if (!info || !suffix) throw new WorkflowNotFoundError('not found', workflowId, undefined);
+      // An earlier outage of this customer: closed, since the latest run is another outage. The visibility store
+      // may still show it running for a moment; it is not.
       const runs: WorkflowExecutionInfo[] = [];
-      for await (const info of client.workflow.list({ query: `OutageId = "${id}"`, pageSize: 100 })) {
-        runs.push(info);
+      for await (const run of client.workflow.list({ query: `OutageId = "${id}"`, pageSize: 100 })) {
+        runs.push(run);
         if (runs.length >= 1000) break;
       }
-      const run =
-        runs.find((r) => r.status.name === 'RUNNING') ??
-        runs.find((r) => r.status.name !== 'CONTINUED_AS_NEW') ??
-        runs[0];
-      if (!run) throw new WorkflowNotFoundError('not found', outageWorkflowId(customerId!), undefined);
-      const running = run.status.name === 'RUNNING';
-      // The running run is always the latest of its workflow id: address it without a run id, so a
-      // continue-as-new between this lookup and the action does not strand the action on a closed run.
-      const handle = client.workflow.getHandle<typeof outageWorkflow>(
-        run.workflowId,
-        running ? undefined : run.runId,
-      );
-      return { handle, running, status: run.status.name };
+      const run = runs.find((r) => !['RUNNING', 'CONTINUED_AS_NEW'].includes(r.status.name)) ?? runs[0];
+      if (!run) throw new WorkflowNotFoundError('not found', workflowId, undefined);
+      const status = run.status.name === 'RUNNING' ? 'COMPLETED' : run.status.name;
+      return {
+        handle: client.workflow.getHandle<typeof outageWorkflow>(workflowId, run.runId),
+        running: false,
+        status,
+      };
     });
   } catch (err) {
     throw asApiFailure(err, id);

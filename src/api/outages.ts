@@ -167,7 +167,7 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
       try {
         const status = await withDeadline(client, () =>
           found.handle.executeUpdate(recordCallUpdate, {
-            args: [{ taskId: taskId!, outcome: req.body.outcome, actor, note: req.body.note }],
+            args: [{ taskId: taskId!, outcome: req.body.outcome, actor, note: req.body.note, requestId }],
             updateId: requestId,
           }),
         );

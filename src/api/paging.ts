@@ -5,6 +5,6 @@ export const pageSchema = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z
     .string()
-    .regex(/^\d{1,19}$/, 'expected the nextCursor of the previous page')
+    .regex(/^\d{1,18}$/, 'expected the nextCursor of the previous page')
     .optional(),
 });

@@ -28,6 +28,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
+    // A HEAD of /api/messages/:id would parse and audit a read that shows nothing; no route needs HEAD.
+    exposeHeadRoutes: false,
     // Ids in paths are checked by each route's schema; this only bounds what the router has to look at.
     routerOptions: { maxParamLength: 200 },
   });

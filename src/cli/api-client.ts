@@ -25,6 +25,7 @@ export async function request<T = unknown>(
   method: 'GET' | 'POST',
   path: string,
   body?: Record<string, unknown>,
+  opts: { binary?: boolean } = {},
 ): Promise<T> {
   if (!target.token)
     throw new CliApiError(
@@ -57,6 +58,8 @@ export async function request<T = unknown>(
       await new Promise((r) => setTimeout(r, 1_000 * attempt));
       continue;
     }
+    // A message's raw bytes are not UTF-8 text: decoding them would change 8-bit content.
+    if (res.ok && opts.binary) return Buffer.from(await res.arrayBuffer()) as T;
     const text = await res.text();
     if (res.ok) {
       const type = res.headers.get('content-type') ?? '';

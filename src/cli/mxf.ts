@@ -31,7 +31,7 @@ const USAGE = `usage: mxf <command> [options]
   messages raw <id>                           the message as accepted, to stdout (audited)
   audit [--customer ID] [--actor NAME] [--action NAME] [--limit N]
   runbooks check [folder]
-  tokens create <name> viewer|operator|admin  prints the token once
+  tokens create <name> viewer|operator|admin [--replace]   prints the token once
   tokens revoke <name>
 
 <outage> is an outage id (harborview-law.1a2b3c4d) or a customer id, for its latest outage.
@@ -50,6 +50,7 @@ const OPTIONS = {
   host: { type: 'string' },
   port: { type: 'string' },
   'require-tls': { type: 'boolean' },
+  replace: { type: 'boolean' },
   task: { type: 'string' },
   state: { type: 'string' },
   customer: { type: 'string' },
@@ -219,7 +220,15 @@ async function run(
       return 0;
     }
     case 'messages raw': {
-      const raw = await request<string>(api, 'GET', `/api/messages/${seg(arg, 'the message id')}/raw`);
+      const raw = await request<Buffer>(
+        api,
+        'GET',
+        `/api/messages/${seg(arg, 'the message id')}/raw`,
+        undefined,
+        {
+          binary: true,
+        },
+      );
       process.stdout.write(raw);
       return 0;
     }
@@ -253,7 +262,7 @@ async function run(
       if (sub === 'revoke') return tokensCommand(config, { revoke: name.data });
       const role = roleSchema.safeParse(arg2);
       if (!role.success) throw new UsageError('the role must be viewer, operator or admin');
-      return tokensCommand(config, { create: name.data, role: role.data });
+      return tokensCommand(config, { create: name.data, role: role.data, replace: opts.replace ?? false });
     }
     default:
       throw new UsageError(command ? `unknown command: ${args.join(' ')}` : 'no command given');

@@ -29,7 +29,7 @@ export const instructionActionSchema = z.discriminatedUnion('action', [
 
 /** What the API adds to a request: a retried request (same requestId) is applied once, across continue-as-new. */
 export const requestMetaShape = {
-  requestId: z.string().min(1).max(200).optional(),
+  requestId: z.string().min(1).optional(),
   note: z.string().max(2000).optional(),
 };
 const actorShape = { actor: z.string().min(1, 'say who acts') };
@@ -81,7 +81,7 @@ export const callRecordSchema = z.object({
   taskId: z.string().min(1),
   outcome: callOutcomeSchema,
   ...actorShape,
-  note: z.string().max(2000).optional(),
+  ...requestMetaShape,
 });
 export type CallRecord = z.infer<typeof callRecordSchema>;
 

@@ -92,7 +92,15 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
   };
   // State carried from a run older than these fields gets them now; the first run id is the same in every run.
   s.outageId ??= outageIdOf(input.customerId, workflowInfo().firstExecutionRunId);
-  s.startedAt ??= workflowInfo().runStartTime.toISOString();
+  // For an older carried state, the earliest moment it knows of (this run's start is later than the outage's).
+  s.startedAt ??= [
+    s.firstFailureAt,
+    s.declaredAt,
+    s.history[0]?.at,
+    workflowInfo().runStartTime.toISOString(),
+  ]
+    .filter((t): t is string => typeof t === 'string')
+    .sort()[0];
   let ringsThisRun = 0;
   let pendingRings = 0;
   let instructionChanged = false;
@@ -109,13 +117,20 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     },
     { description: 'Ingest committed held mail for this customer' },
   );
+  // A retried API request (same requestId) is answered with the current state and applied once, also after
+  // continue-as-new, which resets Temporal's own update-id dedupe.
+  const applied = (requestId?: string) => requestId !== undefined && s.appliedRequestIds.includes(requestId);
+  function firstTime(requestId?: string): boolean {
+    if (applied(requestId)) return false;
+    if (requestId) s.appliedRequestIds = [...s.appliedRequestIds, requestId].slice(-100);
+    return true;
+  }
+
   setHandler(
     instructUpdate,
     (raw) => {
       const instruction = instructionSchema.parse(raw);
-      if (instruction.requestId && s.appliedRequestIds.includes(instruction.requestId)) return s;
-      if (instruction.requestId)
-        s.appliedRequestIds = [...s.appliedRequestIds, instruction.requestId].slice(-100);
+      if (!firstTime(instruction.requestId)) return s;
       apply(instruction);
       return s;
     },
@@ -124,6 +139,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       validator: (raw) => {
         const parsed = instructionSchema.safeParse(raw);
         if (!parsed.success) throw new Error(`invalid instruction: ${describeIssues(parsed.error)}`);
+        if (applied(parsed.data.requestId)) return;
         if (s.phase === 'closed') throw new Error('this outage is resolved; new mail starts a new one');
         if (parsed.data.action === 'resolve' && s.heldMessages > 0) {
           throw new Error(
@@ -138,9 +154,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     declareUpdate,
     (raw) => {
       const declaration = declarationSchema.parse(raw);
-      if (declaration.requestId && s.appliedRequestIds.includes(declaration.requestId)) return s;
-      if (declaration.requestId)
-        s.appliedRequestIds = [...s.appliedRequestIds, declaration.requestId].slice(-100);
+      if (!firstTime(declaration.requestId)) return s;
       s.declaredAt = new Date().toISOString();
       s.declaredBy = declaration.actor;
       s.declarationNote = declaration.note ?? null;
@@ -154,7 +168,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       validator: (raw) => {
         const parsed = declarationSchema.safeParse(raw);
         if (!parsed.success) throw new Error(`invalid declaration: ${describeIssues(parsed.error)}`);
-        if (parsed.data.requestId && s.appliedRequestIds.includes(parsed.data.requestId)) return;
+        if (applied(parsed.data.requestId)) return;
         if (s.phase === 'closed')
           throw new Error('this outage is resolved; declare again to start a new one');
         if (s.declaredAt)
@@ -169,6 +183,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
     recordCallUpdate,
     (raw) => {
       const record = callRecordSchema.parse(raw);
+      if (!firstTime(record.requestId)) return s;
       const task = s.callTasks.find((t) => t.id === record.taskId)!;
       Object.assign(task, {
         outcome: record.outcome,
@@ -185,6 +200,7 @@ export async function outageWorkflow(input: OutageInput): Promise<OutageStatus> 
       validator: (raw) => {
         const parsed = callRecordSchema.safeParse(raw);
         if (!parsed.success) throw new Error(`invalid call record: ${describeIssues(parsed.error)}`);
+        if (applied(parsed.data.requestId)) return;
         const task = s.callTasks.find((t) => t.id === parsed.data.taskId);
         if (!task)
           throw new Error(

@@ -28,7 +28,7 @@ export async function startApi(config: Config, runbooks: Runbook[]) {
   const names = {} as Record<Role, string>;
   for (const role of ['viewer', 'operator', 'admin'] as const) {
     names[role] = `${role}-${suffix}`;
-    tokens[role] = await createToken(sql, names[role], role);
+    tokens[role] = await createToken(sql, names[role], role, { actor: 'test' });
   }
 
   /** One HTTP call; `as` picks the token's role, or none for an anonymous call. */
