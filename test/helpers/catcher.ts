@@ -42,6 +42,8 @@ export async function startCatcher(
       });
     },
   });
+  // A client that dies mid-session (a killed worker) resets its connection: that is its problem, not ours.
+  server.on('error', () => {});
   const port = opts.port ?? (await freePort());
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return { port, caught, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };

@@ -4,13 +4,21 @@ import { connect, type Socket } from 'node:net';
 // routing tricks. It speaks the protocol as written in RFC 5321, one reply at a time.
 export class RawSmtp {
   private buffer = '';
-  private waiters: ((reply: string) => void)[] = [];
+  private waiters: { resolve: (reply: string) => void; reject: (err: Error) => void }[] = [];
+  private closed: Error | undefined;
   private constructor(private readonly socket: Socket) {
     socket.setEncoding('latin1');
     socket.on('data', (d: string) => {
       this.buffer += d;
       this.drain();
     });
+    // A server that dies mid-dialogue: whoever waits for a reply learns it, as a real client would.
+    const fail = (err?: Error) => {
+      this.closed ??= err ?? new Error('connection closed by the server');
+      for (const w of this.waiters.splice(0)) w.reject(this.closed);
+    };
+    socket.on('error', fail);
+    socket.on('close', () => fail());
   }
 
   static async open(port: number): Promise<{ client: RawSmtp; greeting: string }> {
@@ -35,14 +43,16 @@ export class RawSmtp {
       if (end === -1 || this.waiters.length === 0) return;
       const reply = lines.slice(0, end + 1).join('\r\n');
       this.buffer = lines.slice(end + 1).join('\r\n');
-      this.waiters.shift()!(reply);
+      this.waiters.shift()!.resolve(reply);
     }
   }
 
   reply(): Promise<string> {
-    return new Promise((resolve) => {
-      this.waiters.push(resolve);
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
       this.drain();
+      // Replies already buffered are delivered first; a closed connection answers the rest with its error.
+      if (this.closed) for (const w of this.waiters.splice(0)) w.reject(this.closed);
     });
   }
 
