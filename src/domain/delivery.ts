@@ -46,6 +46,6 @@ export interface DeliveryBatchResult {
   delivered: number;
   /** Recipients refused permanently (5xx): recorded, never retried. */
   failed: number;
-  /** Messages of this customer still waiting for this target after the batch. */
+  /** Messages of this customer still waiting for this target after the batch, counted up to 1,000. */
   remaining: number;
 }
