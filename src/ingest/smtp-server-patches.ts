@@ -7,7 +7,7 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
 //    (src/ingest/replies.ts) is sent with that code instead of an added one.
 // 2. The greeting pause. smtp-server waits a fixed 100 ms before its 220 and answers clients that talk first with
 //    421 (early-talker detection). At a fixed number of connections that pause caps the rate at sessions/0.1 s
-//    (bench/ingest measured 177 msg/s against Postfix's 741, and 625 against 591 without it). Postfix's smtpd
+//    (the ingest benchmark measured 177 msg/s against Postfix's 741, and 625 against 591 without it). Postfix's smtpd
 //    greets at once; we do the same by default and make the pause MXF_SMTP_GREET_PAUSE_MS, for operators who want
 //    early-talker rejection in front of a backup MX that spammers aim at.
 
