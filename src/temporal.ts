@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { Config } from './config';
-import { type MailHeld, outageWorkflowId } from './domain/outage';
+import { type MailHeld, type OutageInput, outageWorkflowId } from './domain/outage';
 import type { Runbook } from './domain/runbook';
 import { searchAttributeKeys } from './domain/search-attributes';
 import { mailHeldSignal } from './workflows/messages';
@@ -52,12 +52,19 @@ const SIGNAL_DEADLINE_MS = 5_000;
 export function ringOutage(client: Client, taskQueue: string, runbook: Runbook, accepted: number) {
   return client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () =>
     client.workflow.signalWithStart<typeof outageWorkflow, [MailHeld]>('outageWorkflow', {
-      workflowId: outageWorkflowId(runbook.id),
-      taskQueue,
-      args: [{ customerId: runbook.id, runbook }],
+      ...outageStart(taskQueue, runbook),
       signal: mailHeldSignal,
       signalArgs: [{ acceptedSinceLastRing: accepted }],
-      staticSummary: `Outage: ${runbook.name} (${runbook.domains.join(', ')})`,
     }),
   );
+}
+
+/** How a customer's outage workflow starts, whoever starts it: the doorbell, the monitor, an operator. */
+export function outageStart(taskQueue: string, runbook: Runbook) {
+  return {
+    workflowId: outageWorkflowId(runbook.id),
+    taskQueue,
+    args: [{ customerId: runbook.id, runbook }] as [OutageInput],
+    staticSummary: `Outage: ${runbook.name} (${runbook.domains.join(', ')})`,
+  };
 }

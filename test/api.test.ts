@@ -1,29 +1,22 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import SwaggerParser from '@apidevtools/swagger-parser';
-import { Client, Connection } from '@temporalio/client';
 import { outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
-import { startApi } from './helpers/api';
+import { startApi, startOpsStack } from './helpers/api';
 import { startCatcher } from './helpers/catcher';
 import { eventually } from './helpers/eventually';
-import { startIngest, uniqueRunbook } from './helpers/ingest';
+import { uniqueRunbook } from './helpers/ingest';
 import { freePort } from './helpers/ports';
 import { transaction } from './helpers/smtp-client';
 import { testConfig } from './helpers/stack';
-import { withWorker } from './helpers/temporal';
+import { useTemporalClient } from './helpers/temporal';
 
 // The ops API over real HTTP, against real Temporal (with a worker), PostgreSQL and MinIO, the ingest taking mail
 // over SMTP, and a local SMTP server standing in for Gmail.
 
-let connection: Connection;
-let client: Client;
-before(async () => {
-  connection = await Connection.connect({ address: testConfig().temporal.address });
-  client = new Client({ connection, namespace: testConfig().temporal.namespace });
-});
-after(() => connection.close());
+const temporal = useTemporalClient();
 
 const GMAIL = 'office.backup@gmail.example';
 
@@ -39,7 +32,7 @@ function fastRunbook(primaryPort: number): Runbook {
 
 /** The payloads of the workflow's accepted updates, decoded: what the history says each mutation carried. */
 async function acceptedUpdates(workflowId: string) {
-  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
   return (history.events ?? []).flatMap((e) => {
     const accepted = e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest;
     if (!accepted) return [];
@@ -54,20 +47,11 @@ test('ops API: an outage run end to end, every refusal with its status and code,
   const runbook = fastRunbook(primaryPort);
   const quiet = fastRunbook(primaryPort); // a customer with no mail, whose outage is declared by hand
   const to = (runbook.recipients as string[])[0]!;
-  const ingest = await startIngest([runbook, quiet], {
-    env: {
-      MXF_TASK_QUEUE: `api-${randomUUID()}`,
-      MXF_DOORBELL_MS: '50',
-      MXF_SMTP_RELAY: `127.0.0.1:${gmail.port}`,
-    },
-    temporal: client,
-  });
-  const config = ingest.config;
-  const api = await startApi(config, [runbook, quiet]);
+  const stack = await startOpsStack([runbook, quiet], { client: temporal.client, relayPort: gmail.port });
+  const { ingest, api } = stack;
   const { call, names } = api;
-  const { address, namespace, taskQueue } = config.temporal;
   try {
-    await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
+    await stack.run(async () => {
       const sent = await transaction(ingest.port, {
         from: 'client@origin.example',
         to: [to],
@@ -326,8 +310,7 @@ test('ops API: an outage run end to end, every refusal with its status and code,
       );
     });
   } finally {
-    await api.close();
-    await ingest.close();
+    await stack.close();
     await gmail.close();
   }
 });

@@ -1,21 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startApi } from './helpers/api';
+import { ROOT, run } from './helpers/run';
 import { testConfig, testTmp } from './helpers/stack';
 
 // The mxf commands that do not go through an outage: tokens (straight to PostgreSQL) and runbooks check.
-const ROOT = join(__dirname, '..');
 
-function mxf(args: string[], env: NodeJS.ProcessEnv = process.env) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(join(ROOT, 'bin/mxf'), args, { env, timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const mxf = (args: string[], env: NodeJS.ProcessEnv = process.env) => run(join(ROOT, 'bin/mxf'), args, env);
 
 test('mxf tokens: create prints a working token once; revoke stops it; bad input exits 2', async () => {
   const api = await startApi(testConfig(), []);

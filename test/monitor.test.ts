@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import pino from 'pino';
 import { outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
@@ -15,20 +15,12 @@ import { eventually } from './helpers/eventually';
 import { uniqueRunbook } from './helpers/ingest';
 import { freePort } from './helpers/ports';
 import { testConfig } from './helpers/stack';
-import { withWorker } from './helpers/temporal';
+import { useTemporalClient, withWorker } from './helpers/temporal';
 
 // Active monitoring: a schedule per runbook probes the primary even when no mail arrives.
 const sql = createSql(testConfig());
-let connection: Connection;
-let client: Client;
-before(async () => {
-  connection = await Connection.connect({ address: testConfig().temporal.address });
-  client = new Client({ connection, namespace: testConfig().temporal.namespace });
-});
-after(async () => {
-  await connection.close();
-  await sql.end();
-});
+const temporal = useTemporalClient();
+after(() => sql.end());
 
 const monitored = (port: number): Runbook =>
   runbookSchema.parse({
@@ -46,8 +38,8 @@ test('a silent primary is noticed with no mail at all; a healthy one starts noth
   const log = pino({ level: 'silent' });
   try {
     await withWorker({ address, namespace, taskQueue, sql, config }, async () => {
-      await ensureMonitorSchedules(client, config, [down, healthy], log);
-      const outage = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(down.id));
+      await ensureMonitorSchedules(temporal.client, config, [down, healthy], log);
+      const outage = temporal.client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(down.id));
       const status = await eventually(
         'the monitor declares the outage',
         () => outage.query(statusQuery),
@@ -58,18 +50,18 @@ test('a silent primary is noticed with no mail at all; a healthy one starts noth
       await outage.terminate('test finished');
 
       await sleep(2_500); // a few ticks of the healthy customer's schedule
-      const described = await client.schedule.getHandle(monitorScheduleId(healthy.id)).describe();
+      const described = await temporal.client.schedule.getHandle(monitorScheduleId(healthy.id)).describe();
       assert.ok(described.info.recentActions.length >= 1, 'the healthy customer is probed too');
       await assert.rejects(
-        client.workflow.getHandle(outageWorkflowId(healthy.id)).describe(),
+        temporal.client.workflow.getHandle(outageWorkflowId(healthy.id)).describe(),
         WorkflowNotFoundError,
       );
 
       // The down customer's runbook is removed: its schedule goes; the other one stays.
-      await ensureMonitorSchedules(client, config, [healthy], log);
-      await assert.rejects(client.schedule.getHandle(monitorScheduleId(down.id)).describe());
-      await ensureMonitorSchedules(client, config, [], log);
-      await assert.rejects(client.schedule.getHandle(monitorScheduleId(healthy.id)).describe());
+      await ensureMonitorSchedules(temporal.client, config, [healthy], log);
+      await assert.rejects(temporal.client.schedule.getHandle(monitorScheduleId(down.id)).describe());
+      await ensureMonitorSchedules(temporal.client, config, [], log);
+      await assert.rejects(temporal.client.schedule.getHandle(monitorScheduleId(healthy.id)).describe());
     });
   } finally {
     await healthyServer.close();

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
-import { after, before, test } from 'node:test';
-import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
+import { test } from 'node:test';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
 import { instructUpdate, recordCallUpdate, statusQuery } from '../src/workflows/messages';
@@ -12,18 +12,11 @@ import { eventually } from './helpers/eventually';
 import { readHeld, startIngest, type TestIngest, uniqueRunbook } from './helpers/ingest';
 import { freePort } from './helpers/ports';
 import { transaction } from './helpers/smtp-client';
-import { testConfig } from './helpers/stack';
-import { recordHistory, withWorker } from './helpers/temporal';
+import { recordHistory, useTemporalClient, withWorker } from './helpers/temporal';
 
 // Whole outages through SMTP, real Temporal, a real worker, PostgreSQL and MinIO, with runbook timings in seconds.
 // Local SMTP servers stand in for the customer's primary MX and for Gmail.
-let connection: Connection;
-let client: Client;
-before(async () => {
-  connection = await Connection.connect({ address: testConfig().temporal.address });
-  client = new Client({ connection, namespace: testConfig().temporal.namespace });
-});
-after(() => connection.close());
+const temporal = useTemporalClient();
 
 const FORWARD_TO = 'forwarded.mail@gmail.example';
 
@@ -61,7 +54,7 @@ function fastRunbook(primaryPort: number, overrides: Partial<Runbook> = {}): Run
 async function stack(runbook: Runbook, env: Record<string, string> = {}) {
   const ingest = await startIngest([runbook], {
     env: { MXF_TASK_QUEUE: `e2e-${randomUUID()}`, MXF_DOORBELL_MS: '50', ...env },
-    temporal: client,
+    temporal: temporal.client,
   });
   return { config: ingest.config, ingest };
 }
@@ -88,7 +81,7 @@ test('primary healthy: mail at the backup is relayed to it at once, and no outag
     await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
       const started = Date.now();
       const stored = await send(ingest, (runbook.recipients as string[])[0]!, 'relay me');
-      const handle = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
+      const handle = temporal.client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
       await eventually('the doorbell starts the workflow', () => handle.describe().then(() => true), Boolean);
       const result = await handle.result();
       await recordHistory('outage-primary-healthy', handle);
@@ -129,7 +122,7 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
     await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
       const first = await send(ingest, to, 'one');
       const second = await send(ingest, to, 'two');
-      const handle = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
+      const handle = temporal.client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
       await eventually(
         'the outage is declared',
         () => handle.query(statusQuery),

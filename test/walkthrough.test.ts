@@ -1,23 +1,17 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
+import { test } from 'node:test';
 import { parse } from 'yaml';
 import { runbookSchema } from '../src/domain/runbook';
-import { startApi } from './helpers/api';
+import { startOpsStack } from './helpers/api';
 import { startCatcher } from './helpers/catcher';
-import { startIngest } from './helpers/ingest';
 import { freePort } from './helpers/ports';
-import { testConfig } from './helpers/stack';
-import { recordHistory, withWorker } from './helpers/temporal';
+import { ROOT, run } from './helpers/run';
+import { recordHistory, useTemporalClient } from './helpers/temporal';
 
 // README.md's operator walkthrough, run as written: every command in its block, in order, against the real
 // stack, with a local SMTP server as Harborview Law's mail server (down until the walkthrough says it is back).
-
-const ROOT = join(__dirname, '..');
 
 /** The walkthrough's commands: continuation lines joined, comments and blank lines dropped. */
 function walkthroughCommands(): string[] {
@@ -33,25 +27,10 @@ function walkthroughCommands(): string[] {
     .filter((l) => l && !l.startsWith('#'));
 }
 
-function sh(command: string, env: NodeJS.ProcessEnv) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      'bash',
-      ['-o', 'pipefail', '-c', command],
-      { cwd: ROOT, env, timeout: 60_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+/** One line of the walkthrough, through bash as a terminal would run it. */
+const sh = (command: string, env: NodeJS.ProcessEnv) => run('bash', ['-o', 'pipefail', '-c', command], env);
 
-let connection: Connection;
-let client: Client;
-before(async () => {
-  connection = await Connection.connect({ address: testConfig().temporal.address });
-  client = new Client({ connection, namespace: testConfig().temporal.namespace });
-});
-after(() => connection.close());
+const temporal = useTemporalClient();
 
 test("README's walkthrough: a whole outage with the CLI alone", async () => {
   const commands = walkthroughCommands();
@@ -67,21 +46,12 @@ test("README's walkthrough: a whole outage with the CLI alone", async () => {
     notify: [{ after: '0s', channels: ['ops-call', 'email'] }],
     restore: { mode: 'approval', ratePerSecond: 50 },
   });
-  const ingest = await startIngest([runbook], {
-    env: {
-      MXF_TASK_QUEUE: `walkthrough-${randomUUID()}`,
-      MXF_DOORBELL_MS: '50',
-      MXF_SMTP_RELAY: `127.0.0.1:${relay.port}`,
-    },
-    temporal: client,
-  });
-  const config = ingest.config;
-  const api = await startApi(config, [runbook]);
+  const stack = await startOpsStack([runbook], { client: temporal.client, relayPort: relay.port });
+  const { ingest, api } = stack;
   const env = { ...process.env, MXF_API_URL: api.url, MXF_TOKEN: api.tokens.admin };
   let primary: Awaited<ReturnType<typeof startCatcher>> | undefined;
-  const { address, namespace, taskQueue } = config.temporal;
   try {
-    await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
+    await stack.run(async () => {
       const outputs: string[] = [];
       for (const written of commands) {
         if (written.includes(' restore')) primary = await startCatcher({ port: primaryPort }); // the server is back
@@ -142,8 +112,7 @@ test("README's walkthrough: a whole outage with the CLI alone", async () => {
       assert.ok(listed.outages.some((o: { customerId: string }) => o.customerId === 'harborview-law'));
     });
   } finally {
-    await api.close();
-    await ingest.close();
+    await stack.close();
     await relay.close();
     await primary?.close();
   }

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Sql } from '../store/db';
+import { outageIdParamSchema } from './outage-lookup';
 import { pageSchema } from './paging';
 
 // Every mutating call and every read of a message's content leaves an audit row: who, what, on what, when, and
@@ -40,7 +41,7 @@ function customerOf(req: FastifyRequest): string | null {
   if (req.auditNote?.customerId) return req.auditNote.customerId;
   const target = targetOf(req);
   // Customer and outage ids start with the customer's slug; message ids are numbers.
-  return target && /^[a-z0-9][a-z0-9-]{1,62}(\.[0-9a-f]{8})?$/.test(target) ? target.split('.')[0]! : null;
+  return target && outageIdParamSchema.safeParse(target).success ? target.split('.')[0]! : null;
 }
 
 export function registerAudit(app: FastifyInstance, sql: Sql): void {

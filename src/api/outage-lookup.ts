@@ -2,6 +2,7 @@ import {
   type Client,
   isGrpcDeadlineError,
   isGrpcServiceError,
+  type UpdateDefinition,
   type WorkflowExecutionInfo,
   type WorkflowHandle,
   WorkflowNotFoundError,
@@ -9,7 +10,8 @@ import {
   WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
 import { z } from 'zod';
-import { type OutageStatus, outageIdOf, outageWorkflowId } from '../domain/outage';
+import { type OutageStatus, outageIdOf, outageIdSchema, outageWorkflowId } from '../domain/outage';
+import { customerIdSchema } from '../domain/runbook';
 import {
   customerIdKey,
   heldMessagesKey,
@@ -24,12 +26,9 @@ import { ApiFailure } from './errors';
 // Finding an outage in Temporal. An outage id is "<customer>.<8 hex>" (see outageIdOf); a bare customer id means
 // that customer's latest outage, which is what an operator on the phone usually wants.
 
-export const outageIdParamSchema = z
-  .string()
-  .regex(
-    /^[a-z0-9][a-z0-9-]{1,62}(\.[0-9a-f]{8})?$/,
-    'expected an outage id such as harborview-law.1a2b3c4d, or a customer id for its latest outage',
-  );
+export const outageIdParamSchema = z.union([outageIdSchema, customerIdSchema], {
+  error: 'expected an outage id such as harborview-law.1a2b3c4d, or a customer id for its latest outage',
+});
 
 /** A deadline on every Temporal call the API makes: a request never hangs on a worker that is down. */
 export const TEMPORAL_DEADLINE_MS = 10_000;
@@ -135,6 +134,23 @@ export async function findOutage(client: Client, id: string): Promise<FoundOutag
     });
   } catch (err) {
     throw asApiFailure(err, id);
+  }
+}
+
+/** An update to a running outage, under the API's deadline: its new state, or why it refused (409). */
+export async function updateOutage<Arg extends { requestId?: string }>(
+  client: Client,
+  found: FoundOutage,
+  id: string,
+  update: UpdateDefinition<OutageStatus, [Arg]>,
+  arg: Arg & { requestId: string },
+): Promise<OutageStatus> {
+  try {
+    return await withDeadline(client, () =>
+      found.handle.executeUpdate(update, { args: [arg], updateId: arg.requestId }),
+    );
+  } catch (err) {
+    throw asApiFailure(err, id, { wasRunning: true });
   }
 }
 

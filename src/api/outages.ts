@@ -8,10 +8,10 @@ import {
   callOutcomeSchema,
   instructionActionSchema,
   type OutageStatus,
-  outageWorkflowId,
   requestMetaShape,
 } from '../domain/outage';
-import type { Runbook } from '../domain/runbook';
+import { customerIdSchema, type Runbook } from '../domain/runbook';
+import { outageStart } from '../temporal';
 import { declareUpdate, instructUpdate, recordCallUpdate } from '../workflows/messages';
 import type { outageWorkflow } from '../workflows/outage';
 import { operatorOfRequest } from './auth';
@@ -23,6 +23,7 @@ import {
   listOutages,
   outageIdParamSchema,
   outageState,
+  updateOutage,
   withDeadline,
 } from './outage-lookup';
 
@@ -31,10 +32,6 @@ export interface OutageRouteDeps {
   client: Client;
   runbooks: ReadonlyMap<string, Runbook>;
 }
-
-export const customerIdSchema = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, 'expected a customer id (the runbook id), e.g. harborview-law');
 
 const idParams = z.object({ id: outageIdParamSchema });
 
@@ -123,17 +120,9 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
       const { name: actor } = operatorOfRequest(req);
       const found = await findRunningOutage(client, req.params.id);
       const requestId = req.body.requestId ?? randomUUID();
-      try {
-        const status = await withDeadline(client, () =>
-          found.handle.executeUpdate(instructUpdate, {
-            args: [{ ...req.body, actor, requestId }],
-            updateId: requestId,
-          }),
-        );
-        return outageView(status);
-      } catch (err) {
-        throw asApiFailure(err, req.params.id, { wasRunning: true });
-      }
+      return outageView(
+        await updateOutage(client, found, req.params.id, instructUpdate, { ...req.body, actor, requestId }),
+      );
     },
   );
 
@@ -163,18 +152,17 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
             'this outage has no open call task; the runbook opens one at each ops-call step',
           );
       }
+      const { outcome, note } = req.body;
       const requestId = req.body.requestId ?? randomUUID();
-      try {
-        const status = await withDeadline(client, () =>
-          found.handle.executeUpdate(recordCallUpdate, {
-            args: [{ taskId: taskId!, outcome: req.body.outcome, actor, note: req.body.note, requestId }],
-            updateId: requestId,
-          }),
-        );
-        return outageView(status);
-      } catch (err) {
-        throw asApiFailure(err, req.params.id, { wasRunning: true });
-      }
+      return outageView(
+        await updateOutage(client, found, req.params.id, recordCallUpdate, {
+          taskId,
+          outcome,
+          actor,
+          note,
+          requestId,
+        }),
+      );
     },
   );
 
@@ -201,7 +189,7 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
         throw new ApiFailure(
           404,
           'CUSTOMER_NOT_FOUND',
-          `no runbook with id ${req.params.id}; \`mxf customers list\` shows them`,
+          `no runbook with id ${req.params.id}; \`mxf customers\` shows them`,
         );
       const requestId = req.body.requestId ?? randomUUID();
       try {
@@ -210,11 +198,8 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
             args: [{ actor, requestId, note: req.body.note }],
             updateId: requestId,
             startWorkflowOperation: new WithStartWorkflowOperation<typeof outageWorkflow>('outageWorkflow', {
-              workflowId: outageWorkflowId(runbook.id),
-              taskQueue: config.temporal.taskQueue,
-              args: [{ customerId: runbook.id, runbook }],
+              ...outageStart(config.temporal.taskQueue, runbook),
               workflowIdConflictPolicy: 'USE_EXISTING',
-              staticSummary: `Outage: ${runbook.name} (${runbook.domains.join(', ')})`,
             }),
           }),
         );

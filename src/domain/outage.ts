@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type DeliveryTarget, forwardShape, type ProbeResult, redirectShape } from './delivery';
-import type { Runbook } from './runbook';
+import { CUSTOMER_ID_PATTERN, type Runbook } from './runbook';
 
 // One outage is one workflow run, identified by the customer: all of a customer's domains share one outage,
 // because one phone call decides what happens to all of their mail.
@@ -98,6 +98,12 @@ export type Declaration = z.infer<typeof declarationSchema>;
  */
 export const outageIdOf = (customerId: string, firstExecutionRunId: string) =>
   `${customerId}.${firstExecutionRunId.replace(/-/g, '').slice(0, 8)}`;
+export const outageIdSchema = z
+  .string()
+  .regex(
+    new RegExp(`^${CUSTOMER_ID_PATTERN}\\.[0-9a-f]{8}$`),
+    'expected an outage id such as harborview-law.1a2b3c4d',
+  );
 
 /** The workflow's state: what the status query returns, and what continue-as-new carries. Plain JSON only. */
 export interface OutageStatus {

@@ -72,11 +72,16 @@ export const defaultInstructionSchema = z.discriminatedUnion('action', [
   }),
 ]);
 
+/** A slug: the shape of a customer id, which is its runbook id. */
+export const CUSTOMER_ID_PATTERN = '[a-z0-9][a-z0-9-]{1,62}';
+/** A customer is its runbook: the runbook id names it everywhere (workflow ids, API paths, audit rows). */
+export const customerIdSchema = z
+  .string()
+  .regex(new RegExp(`^${CUSTOMER_ID_PATTERN}$`), 'expected a slug of a-z, 0-9 and -, e.g. harborview-law');
+
 export const runbookSchema = z
   .strictObject({
-    id: z
-      .string()
-      .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, 'expected a slug of a-z, 0-9 and -, e.g. harborview-law'),
+    id: customerIdSchema,
     name: z.string().min(1),
     domains: z.array(hostnameSchema).min(1),
     recipients: z.union([z.literal('any'), z.array(mailboxSchema).min(1)]),

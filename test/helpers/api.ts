@@ -1,4 +1,5 @@
-import { Connection } from '@temporalio/client';
+import { randomUUID } from 'node:crypto';
+import { type Client, Connection } from '@temporalio/client';
 import pino from 'pino';
 import { createToken, type Role } from '../../src/api/auth';
 import { buildApi } from '../../src/api/server';
@@ -6,7 +7,9 @@ import type { Config } from '../../src/config';
 import type { Runbook } from '../../src/domain/runbook';
 import { createSql } from '../../src/store/db';
 import { createObjectStore } from '../../src/store/objects';
+import { startIngest } from './ingest';
 import { freePort } from './ports';
+import { withWorker } from './temporal';
 
 /** The ops API on a free port, over real HTTP, with one token per role. */
 export async function startApi(config: Config, runbooks: Runbook[]) {
@@ -67,6 +70,33 @@ export async function startApi(config: Config, runbooks: Runbook[]) {
     async close() {
       await app.close();
       await Promise.allSettled([sql.end({ timeout: 1 }), temporal.close()]);
+    },
+  };
+}
+
+/**
+ * The service inside one test: the ingest ringing the real doorbell, the ops API, and a real worker while `run`
+ * runs, on a task queue of their own. Mail we send (forwards, notifications) leaves through `relayPort`.
+ */
+export async function startOpsStack(runbooks: Runbook[], opts: { client: Client; relayPort: number }) {
+  const ingest = await startIngest(runbooks, {
+    env: {
+      MXF_TASK_QUEUE: `ops-${randomUUID()}`,
+      MXF_DOORBELL_MS: '50',
+      MXF_SMTP_RELAY: `127.0.0.1:${opts.relayPort}`,
+    },
+    temporal: opts.client,
+  });
+  const api = await startApi(ingest.config, runbooks);
+  const { config, sql } = ingest;
+  const { address, namespace, taskQueue } = config.temporal;
+  return {
+    ingest,
+    api,
+    run: <T>(fn: () => Promise<T>) => withWorker({ address, namespace, taskQueue, sql, config }, fn),
+    async close() {
+      await api.close();
+      await ingest.close();
     },
   };
 }

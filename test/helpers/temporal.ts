@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import {
   bundleWorkflowCode,
@@ -85,4 +86,21 @@ export async function recordHistory(name: string, handle: { workflowId: string }
     namespace,
   ]);
   writeFileSync(join(__dirname, '..', 'histories', `${name}.json`), json);
+}
+
+/** A Temporal client for the test file that calls this at its top: connected before its tests, closed after. */
+export function useTemporalClient(): { readonly client: Client } {
+  let connection: Connection | undefined;
+  let client: Client | undefined;
+  before(async () => {
+    connection = await Connection.connect({ address: testConfig().temporal.address });
+    client = new Client({ connection, namespace: testConfig().temporal.namespace });
+  });
+  after(() => connection?.close());
+  return {
+    get client() {
+      if (!client) throw new Error('useTemporalClient: the client exists once the before() hook has run');
+      return client;
+    },
+  };
 }
