@@ -110,16 +110,16 @@ type SmtpError = Error & { responseCode?: number; code?: string };
 const permanent = (err: SmtpError) => (err.responseCode ?? 0) >= 500;
 
 /**
- * Parallel SMTP sessions per batch, each reusing its connection for many messages: a release of a large backlog
- * is bound by round trips, not bandwidth (Postfix's smtp delivery agent does the same, up to 20 per destination).
- * Within a batch the order of arrival is kept for starting sends, not for finishing them, as with Postfix.
+ * One SMTP session per batch, reusing its connection for every message (a new connection per message cost a
+ * round trip and the server's greeting each time). One, not parallel sessions: a worker killed between a
+ * server's 250 and our ledger write sends that message again, and with one session at most one message is ever
+ * in that window. Parallel sessions (20, as Postfix uses) released a backlog about twice as fast, but a kill -9
+ * under load then sent up to 5 duplicates (npm run test:faults); exactly once matters more here than speed.
  */
-export const DELIVERY_CONCURRENCY = 20;
-
-function transportFor(config: Config, host: string, port: number, requireTls: boolean, sessions: number) {
+function transportFor(config: Config, host: string, port: number, requireTls: boolean) {
   return nodemailer.createTransport({
     pool: true,
-    maxConnections: sessions,
+    maxConnections: 1,
     maxMessages: 1_000,
     host,
     port,
@@ -160,9 +160,7 @@ export function createDeliveryActivities({
           : target.kind === 'redirect'
             ? [{ host: target.host, port: target.port, requireTls: target.requireTls }]
             : [{ host: config.smtpRelay.host, port: config.smtpRelay.port, requireTls: false }];
-      // A restore at a set rate goes one message at a time; everything else in parallel sessions.
-      const sessions = input.ratePerSecond ? 1 : DELIVERY_CONCURRENCY;
-      const transports = hosts.map((h) => transportFor(config, h.host, h.port, h.requireTls, sessions));
+      const transports = hosts.map((h) => transportFor(config, h.host, h.port, h.requireTls));
       let delivered = 0;
       let failed = 0;
       // Heartbeats also while one message is on its way (a slow server may take minutes to answer), so a short
@@ -174,13 +172,12 @@ export function createDeliveryActivities({
       const cancelled = Context.current().cancellationSignal;
       let deferred = 0;
       let lastDeferral = '';
-      const queue = await nextBatch(sql, runbook.id, key, input.limit);
-      const bodyOf = bodyReader(objects, config.s3.bucket, queue);
-      let stopped = false;
-      const deliverNext = async () => {
-        for (let message = queue.shift(); message && !stopped; message = queue.shift()) {
+      const batch = await nextBatch(sql, runbook.id, key, input.limit);
+      const bodyOf = bodyReader(objects, config.s3.bucket, batch);
+      try {
+        for (const message of batch) {
           if (cancelled.aborted) throw ApplicationFailure.retryable('delivery batch cancelled', 'Cancelled');
-          if (Date.now() > stopAt) return;
+          if (Date.now() > stopAt) break;
           const raw = await bodyOf(message);
           const envelope =
             target.kind === 'forward'
@@ -215,20 +212,6 @@ export function createDeliveryActivities({
           heartbeat({ lastMessageId });
           if (input.ratePerSecond) await sleep(Math.ceil(1000 / input.ratePerSecond));
         }
-      };
-      try {
-        // On the first failure the other sessions take no new message, and the activity fails only once they
-        // have finished the one in hand: a retry must never run beside a send whose ledger row is not yet written.
-        const outcomes = await Promise.allSettled(
-          Array.from({ length: sessions }, () =>
-            deliverNext().catch((err) => {
-              stopped = true;
-              throw err;
-            }),
-          ),
-        );
-        const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-        if (failure) throw failure.reason;
       } finally {
         clearInterval(beat);
         for (const t of transports) t.close();
