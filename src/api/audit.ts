@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { parseOutageId } from '../domain/outage-id';
+import { customerIdSchema } from '../domain/runbook';
 import type { Sql } from '../store/db';
-import { outageIdParamSchema } from './outage-lookup';
 import { pageSchema } from './paging';
 
 // Every mutating call and every read of a message's content leaves an audit row: who, what, on what, when, and
@@ -40,8 +41,9 @@ function targetOf(req: FastifyRequest): string | null {
 function customerOf(req: FastifyRequest): string | null {
   if (req.auditNote?.customerId) return req.auditNote.customerId;
   const target = targetOf(req);
-  // Customer and outage ids start with the customer's slug; message ids are numbers.
-  return target && outageIdParamSchema.safeParse(target).success ? target.split('.')[0]! : null;
+  if (!target) return null;
+  // An outage id names its customer; any other slug in the path is a customer id.
+  return parseOutageId(target)?.customerId ?? (customerIdSchema.safeParse(target).success ? target : null);
 }
 
 export function registerAudit(app: FastifyInstance, sql: Sql): void {

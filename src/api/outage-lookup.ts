@@ -10,7 +10,8 @@ import {
   WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
 import { z } from 'zod';
-import { type OutageStatus, outageIdOf, outageIdSchema, outageWorkflowId } from '../domain/outage';
+import { type OutageStatus, outageWorkflowId } from '../domain/outage';
+import { formatOutageId, outageIdSchema, parseOutageId } from '../domain/outage-id';
 import { customerIdSchema } from '../domain/runbook';
 import {
   customerIdKey,
@@ -23,7 +24,7 @@ import { statusQuery } from '../workflows/messages';
 import type { outageWorkflow } from '../workflows/outage';
 import { ApiFailure } from './errors';
 
-// Finding an outage in Temporal. An outage id is "<customer>.<8 hex>" (see outageIdOf); a bare customer id means
+// Finding an outage in Temporal. An outage id is "<customer>.<8 hex>" (see outage-id.ts); a bare customer id means
 // that customer's latest outage, which is what an operator on the phone usually wants.
 
 export const outageIdParamSchema = z.union([outageIdSchema, customerIdSchema], {
@@ -89,8 +90,9 @@ export interface FoundOutage {
 export async function findOutage(client: Client, id: string): Promise<FoundOutage> {
   try {
     return await withDeadline(client, async () => {
-      const [customerId, suffix] = id.split('.');
-      const workflowId = outageWorkflowId(customerId!);
+      const outage = parseOutageId(id);
+      const customerId = outage?.customerId ?? id;
+      const workflowId = outageWorkflowId(customerId);
       // The customer's latest run first: describe is strongly consistent, the visibility store may lag a moment.
       const info = await client.workflow
         .getHandle<typeof outageWorkflow>(workflowId)
@@ -103,8 +105,8 @@ export async function findOutage(client: Client, id: string): Promise<FoundOutag
       // Runs started before outages had an OutageId attribute are recognised by their first run id.
       const latestId =
         info?.typedSearchAttributes.get(outageIdKey) ??
-        (firstRunId ? outageIdOf(customerId!, firstRunId) : undefined);
-      if (info && (!suffix || latestId === id)) {
+        (firstRunId ? formatOutageId(customerId, firstRunId) : undefined);
+      if (info && (!outage || latestId === id)) {
         const running = info.status.name === 'RUNNING';
         // Pinned: a running outage by its first run id (so it is followed across continue-as-new, and a new
         // outage starting meanwhile is never steered instead), a closed one by its run id.
@@ -115,7 +117,7 @@ export async function findOutage(client: Client, id: string): Promise<FoundOutag
           : client.workflow.getHandle<typeof outageWorkflow>(workflowId, info.runId);
         return { handle, running, status: info.status.name };
       }
-      if (!info || !suffix) throw new WorkflowNotFoundError('not found', workflowId, undefined);
+      if (!info || !outage) throw new WorkflowNotFoundError('not found', workflowId, undefined);
       // An earlier outage of this customer: closed, since the latest run is another outage. The visibility store
       // may still show it running for a moment; it is not.
       const runs: WorkflowExecutionInfo[] = [];

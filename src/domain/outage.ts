@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type DeliveryTarget, forwardShape, type ProbeResult, redirectShape } from './delivery';
-import { CUSTOMER_ID_PATTERN, type Runbook } from './runbook';
+import type { Runbook } from './runbook';
 
 // One outage is one workflow run, identified by the customer: all of a customer's domains share one outage,
 // because one phone call decides what happens to all of their mail.
@@ -92,18 +92,7 @@ export type CallRecord = z.infer<typeof callRecordSchema>;
 export const declarationSchema = z.object({ ...actorShape, ...requestMetaShape });
 export type Declaration = z.infer<typeof declarationSchema>;
 
-/**
- * An outage's id: its customer and the first 8 hex digits of its first run. The workflow id (outage:<customer>)
- * is reused by every outage of a customer, and a run id changes at each continue-as-new; this one does not.
- */
-export const outageIdOf = (customerId: string, firstExecutionRunId: string) =>
-  `${customerId}.${firstExecutionRunId.replace(/-/g, '').slice(0, 8)}`;
-export const outageIdSchema = z
-  .string()
-  .regex(
-    new RegExp(`^${CUSTOMER_ID_PATTERN}\\.[0-9a-f]{8}$`),
-    'expected an outage id such as harborview-law.1a2b3c4d',
-  );
+export { formatOutageId as outageIdOf, outageIdSchema } from './outage-id';
 
 /** The workflow's state: what the status query returns, and what continue-as-new carries. Plain JSON only. */
 export interface OutageStatus {
