@@ -1,11 +1,10 @@
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { Config } from './config';
-import { type MailHeld, type OutageInput, outageWorkflowId } from './domain/outage';
+import { type MailHeld, type OutageInput, type OutageWorkflow, outageWorkflowId } from './domain/outage';
 import type { Runbook } from './domain/runbook';
 import { searchAttributeKeys } from './domain/search-attributes';
 import { mailHeldSignal } from './workflows/messages';
-import type { outageWorkflow } from './workflows/outage';
 
 export async function connectTemporal(
   target: Pick<Config['temporal'], 'address' | 'namespace'>,
@@ -51,7 +50,7 @@ const SIGNAL_DEADLINE_MS = 5_000;
  */
 export function ringOutage(client: Client, taskQueue: string, runbook: Runbook, accepted: number) {
   return client.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () =>
-    client.workflow.signalWithStart<typeof outageWorkflow, [MailHeld]>('outageWorkflow', {
+    client.workflow.signalWithStart<OutageWorkflow, [MailHeld]>('outageWorkflow', {
       ...outageStart(taskQueue, runbook),
       signal: mailHeldSignal,
       signalArgs: [{ acceptedSinceLastRing: accepted }],

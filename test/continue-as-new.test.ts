@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
-import { outageWorkflowId } from '../src/domain/outage';
+import { type OutageWorkflow, outageWorkflowId } from '../src/domain/outage';
 import { runbookSchema } from '../src/domain/runbook';
 import type { ManagedProcess } from '../src/stack/process';
 import { startTemporalDevServer } from '../src/stack/temporal';
@@ -13,7 +13,6 @@ import { createSql } from '../src/store/db';
 import { commitHeldMessage } from '../src/store/messages';
 import { ringOutage } from '../src/temporal';
 import { mailHeldSignal, statusQuery } from '../src/workflows/messages';
-import type { outageWorkflow } from '../src/workflows/outage';
 import { eventually } from './helpers/eventually';
 import { heldMessage } from './helpers/fixtures';
 import { uniqueRunbook } from './helpers/ingest';
@@ -73,7 +72,7 @@ test('a long outage continues as new, carrying its state, and keeps holding', as
         await sleep(50);
         if ((await handle.describe()).runId !== firstRun) break;
       }
-      const latest = client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
+      const latest = client.workflow.getHandle<OutageWorkflow>(outageWorkflowId(runbook.id));
       assert.notEqual((await latest.describe()).runId, firstRun, `continued as new within ${rings} rings`);
       const status = await eventually(
         'the new run carries the state',

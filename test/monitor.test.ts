@@ -4,12 +4,11 @@ import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import pino from 'pino';
-import { outageWorkflowId } from '../src/domain/outage';
+import { type OutageWorkflow, outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
 import { ensureMonitorSchedules, monitorScheduleId } from '../src/schedules';
 import { createSql } from '../src/store/db';
 import { statusQuery } from '../src/workflows/messages';
-import type { outageWorkflow } from '../src/workflows/outage';
 import { startCatcher } from './helpers/catcher';
 import { eventually } from './helpers/eventually';
 import { uniqueRunbook } from './helpers/ingest';
@@ -39,7 +38,7 @@ test('a silent primary is noticed with no mail at all; a healthy one starts noth
   try {
     await withWorker({ address, namespace, taskQueue, sql, config }, async () => {
       await ensureMonitorSchedules(temporal.client, config, [down, healthy], log);
-      const outage = temporal.client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(down.id));
+      const outage = temporal.client.workflow.getHandle<OutageWorkflow>(outageWorkflowId(down.id));
       const status = await eventually(
         'the monitor declares the outage',
         () => outage.query(statusQuery),

@@ -3,10 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
-import { outageWorkflowId } from '../src/domain/outage';
+import { type OutageWorkflow, outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
 import { instructUpdate, recordCallUpdate, statusQuery } from '../src/workflows/messages';
-import type { outageWorkflow } from '../src/workflows/outage';
 import { startCatcher } from './helpers/catcher';
 import { eventually } from './helpers/eventually';
 import { readHeld, startIngest, type TestIngest, uniqueRunbook } from './helpers/ingest';
@@ -81,7 +80,7 @@ test('primary healthy: mail at the backup is relayed to it at once, and no outag
     await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
       const started = Date.now();
       const stored = await send(ingest, (runbook.recipients as string[])[0]!, 'relay me');
-      const handle = temporal.client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
+      const handle = temporal.client.workflow.getHandle<OutageWorkflow>(outageWorkflowId(runbook.id));
       await eventually('the doorbell starts the workflow', () => handle.describe().then(() => true), Boolean);
       const result = await handle.result();
       await recordHistory('outage-primary-healthy', handle);
@@ -122,7 +121,7 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
     await withWorker({ address, namespace, taskQueue, sql: ingest.sql, config }, async () => {
       const first = await send(ingest, to, 'one');
       const second = await send(ingest, to, 'two');
-      const handle = temporal.client.workflow.getHandle<typeof outageWorkflow>(outageWorkflowId(runbook.id));
+      const handle = temporal.client.workflow.getHandle<OutageWorkflow>(outageWorkflowId(runbook.id));
       await eventually(
         'the outage is declared',
         () => handle.query(statusQuery),

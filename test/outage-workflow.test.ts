@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { type Client, Connection, Client as TemporalClient } from '@temporalio/client';
 import { parse } from 'yaml';
-import { outageWorkflowId } from '../src/domain/outage';
+import { type OutageWorkflow, outageWorkflowId } from '../src/domain/outage';
 import { runbookSchema } from '../src/domain/runbook';
 import {
   customerIdKey,
@@ -16,7 +16,6 @@ import {
 import { createSql } from '../src/store/db';
 import { commitHeldMessage } from '../src/store/messages';
 import { mailHeldSignal, statusQuery } from '../src/workflows/messages';
-import type { outageWorkflow } from '../src/workflows/outage';
 import { eventually } from './helpers/eventually';
 import { heldMessage } from './helpers/fixtures';
 import { testConfig } from './helpers/stack';
@@ -50,16 +49,16 @@ test('a doorbell starts the outage workflow, which counts held mail from Postgre
   await withWorker({ address, namespace, taskQueue, sql }, async () => {
     const first = await holdMessage(customerId, ['reception@harborviewlaw.example']);
     await holdMessage(customerId, ['it@harborviewlaw.example', 'reception@harborviewlaw.example']);
-    const handle = await client.workflow.signalWithStart<
-      typeof outageWorkflow,
-      [{ acceptedSinceLastRing: number }]
-    >('outageWorkflow', {
-      workflowId: outageWorkflowId(customerId),
-      taskQueue,
-      args: [{ customerId, runbook }],
-      signal: mailHeldSignal,
-      signalArgs: [{ acceptedSinceLastRing: 2 }],
-    });
+    const handle = await client.workflow.signalWithStart<OutageWorkflow, [{ acceptedSinceLastRing: number }]>(
+      'outageWorkflow',
+      {
+        workflowId: outageWorkflowId(customerId),
+        taskQueue,
+        args: [{ customerId, runbook }],
+        signal: mailHeldSignal,
+        signalArgs: [{ acceptedSinceLastRing: 2 }],
+      },
+    );
     const status = await eventually(
       'status after the first ring',
       () => handle.query(statusQuery),

@@ -4,7 +4,7 @@ import type { ProbeResult } from '../domain/delivery';
 import type { Runbook } from '../domain/runbook';
 import type { Logger } from '../log';
 import type { Sql } from '../store/db';
-import { countHeldMessages } from '../store/messages';
+import { countHeldMessages } from '../store/held';
 import type { ObjectStore } from '../store/objects';
 import { ringOutage } from '../temporal';
 import { createDeliveryActivities } from './deliver';
@@ -38,9 +38,9 @@ export function createActivities(deps: ActivityDeps) {
       return Promise.all(runbook.primary.map((p) => probeMx(p.host, p.port, config.hostname)));
     },
 
-    /** Held messages of a customer that no delivery has taken care of yet. */
-    countHeldMessages(customerId: string): Promise<number> {
-      return countHeldMessages(sql, customerId);
+    /** Held messages of a customer for a target (src/store/held.ts): what a delivery there would send. */
+    countHeldMessages(customerId: string, targetKey?: string): Promise<number> {
+      return countHeldMessages(sql, customerId, targetKey);
     },
   };
 }

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Runbook } from '../domain/runbook';
 import type { Sql } from '../store/db';
-import { heldCountsByCustomer } from '../store/messages';
+import { heldCountsByCustomer } from '../store/held';
 import { listOutages } from './outage-lookup';
 
 /** GET /api/customers: every runbook, with its held mail (PostgreSQL) and its active outage (Temporal). */

@@ -10,7 +10,7 @@ import {
   WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
 import { z } from 'zod';
-import { type OutageStatus, outageWorkflowId } from '../domain/outage';
+import { type OutageStatus, type OutageWorkflow, outageWorkflowId } from '../domain/outage';
 import { formatOutageId, outageIdSchema, parseOutageId } from '../domain/outage-id';
 import { customerIdSchema } from '../domain/runbook';
 import {
@@ -21,7 +21,6 @@ import {
   outagePhaseKey,
 } from '../domain/search-attributes';
 import { statusQuery } from '../workflows/messages';
-import type { outageWorkflow } from '../workflows/outage';
 import { ApiFailure } from './errors';
 
 // Finding an outage in Temporal. An outage id is "<customer>.<8 hex>" (see outage-id.ts); a bare customer id means
@@ -82,7 +81,7 @@ export async function findRunningOutage(client: Client, id: string): Promise<Fou
 }
 
 export interface FoundOutage {
-  handle: WorkflowHandle<typeof outageWorkflow>;
+  handle: WorkflowHandle<OutageWorkflow>;
   running: boolean;
   status: WorkflowExecutionInfo['status']['name'];
 }
@@ -95,7 +94,7 @@ export async function findOutage(client: Client, id: string): Promise<FoundOutag
       const workflowId = outageWorkflowId(customerId);
       // The customer's latest run first: describe is strongly consistent, the visibility store may lag a moment.
       const info = await client.workflow
-        .getHandle<typeof outageWorkflow>(workflowId)
+        .getHandle<OutageWorkflow>(workflowId)
         .describe()
         .catch((err) => {
           if (err instanceof WorkflowNotFoundError) return undefined;
@@ -111,10 +110,10 @@ export async function findOutage(client: Client, id: string): Promise<FoundOutag
         // Pinned: a running outage by its first run id (so it is followed across continue-as-new, and a new
         // outage starting meanwhile is never steered instead), a closed one by its run id.
         const handle = running
-          ? client.workflow.getHandle<typeof outageWorkflow>(workflowId, undefined, {
+          ? client.workflow.getHandle<OutageWorkflow>(workflowId, undefined, {
               firstExecutionRunId: firstRunId,
             })
-          : client.workflow.getHandle<typeof outageWorkflow>(workflowId, info.runId);
+          : client.workflow.getHandle<OutageWorkflow>(workflowId, info.runId);
         return { handle, running, status: info.status.name };
       }
       if (!info || !outage) throw new WorkflowNotFoundError('not found', workflowId, undefined);
@@ -129,7 +128,7 @@ export async function findOutage(client: Client, id: string): Promise<FoundOutag
       if (!run) throw new WorkflowNotFoundError('not found', workflowId, undefined);
       const status = run.status.name === 'RUNNING' ? 'COMPLETED' : run.status.name;
       return {
-        handle: client.workflow.getHandle<typeof outageWorkflow>(workflowId, run.runId),
+        handle: client.workflow.getHandle<OutageWorkflow>(workflowId, run.runId),
         running: false,
         status,
       };

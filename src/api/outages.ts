@@ -8,12 +8,12 @@ import {
   callOutcomeSchema,
   instructionActionSchema,
   type OutageStatus,
+  type OutageWorkflow,
   requestMetaShape,
 } from '../domain/outage';
 import { customerIdSchema, type Runbook } from '../domain/runbook';
 import { outageStart } from '../temporal';
 import { declareUpdate, instructUpdate, recordCallUpdate } from '../workflows/messages';
-import type { outageWorkflow } from '../workflows/outage';
 import { operatorOfRequest } from './auth';
 import { ApiFailure } from './errors';
 import {
@@ -197,7 +197,7 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
           client.workflow.executeUpdateWithStart(declareUpdate, {
             args: [{ actor, requestId, note: req.body.note }],
             updateId: requestId,
-            startWorkflowOperation: new WithStartWorkflowOperation<typeof outageWorkflow>('outageWorkflow', {
+            startWorkflowOperation: new WithStartWorkflowOperation<OutageWorkflow>('outageWorkflow', {
               ...outageStart(config.temporal.taskQueue, runbook),
               workflowIdConflictPolicy: 'USE_EXISTING',
             }),

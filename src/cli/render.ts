@@ -67,6 +67,7 @@ export function outageDetail(o: OutageView): string {
     `Delivered    ${c.relayed} relayed, ${c.forwarded} forwarded, ${c.redirected} redirected, ${c.restored} restored; ${c.failed} failed`,
     `Resolved     ${when(o.resolvedAt)}`,
     '',
+    ...deliverySection(o),
     'Primary MX probes',
     table(
       ['HOST', 'OK', 'STAGE', 'MS', 'ERROR'],
@@ -106,6 +107,50 @@ export function outageDetail(o: OutageView): string {
     ),
   ];
   return lines.join('\n');
+}
+
+/** Per target: how delivery goes, the last error and the next attempt; then the recipients refused for good. */
+function deliverySection(o: OutageView): string[] {
+  // Outages resolved before delivery state was kept have none.
+  const deliveries = o.deliveries ?? [];
+  if (deliveries.length === 0) return [];
+  const refused = deliveries.flatMap((d) => d.refused.map((r) => ({ ...r, target: d.description })));
+  return [
+    'Delivery',
+    table(
+      [
+        'TARGET',
+        'IN FORCE',
+        'DELIVERED',
+        'REFUSED',
+        'ATTEMPTS',
+        'LAST ERROR',
+        'FAILING SINCE',
+        'NEXT ATTEMPT',
+      ],
+      deliveries.map((d) => [
+        d.description,
+        d.inForce ? 'yes' : 'no',
+        d.delivered,
+        d.failed,
+        d.failedAttempts ? `${d.attempts} (${d.failedAttempts} failed in a row)` : d.attempts,
+        d.lastError ? `${d.lastError.message} (${when(d.lastError.at)})` : null,
+        when(d.failingSince),
+        when(d.nextAttemptAt),
+      ]),
+    ),
+    '',
+    ...(refused.length
+      ? [
+          'Refused recipients (5xx: not sent to that target again)',
+          table(
+            ['RECIPIENT', 'MESSAGE', 'TARGET', 'REPLY', 'AT'],
+            refused.map((r) => [r.recipient, r.messageId, r.target, r.reply, when(r.at)]),
+          ),
+          '',
+        ]
+      : []),
+  ];
 }
 
 export const outagesTable = (outages: OutageSummary[]) =>

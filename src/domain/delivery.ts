@@ -20,11 +20,17 @@ export const deliveryTargetSchema = z.discriminatedUnion('kind', [
 ]);
 export type DeliveryTarget = z.infer<typeof deliveryTargetSchema>;
 
+const PRIMARY_KEY_PREFIX = 'primary:';
+/** The ledger's name for the customer's own MX hosts (the runbook id is the customer id). */
+export const primaryTargetKey = (customerId: string) => `${PRIMARY_KEY_PREFIX}${customerId}`;
+/** The same key in SQL, for queries over every customer at once. */
+export const PRIMARY_TARGET_KEY_SQL_PREFIX = PRIMARY_KEY_PREFIX;
+
 /** The ledger's name for a target: one row per (message, recipient, target key), so each copy goes once. */
 export function targetKey(target: DeliveryTarget, runbook: Pick<Runbook, 'id'>): string {
   switch (target.kind) {
     case 'primary':
-      return `primary:${runbook.id}`;
+      return primaryTargetKey(runbook.id);
     case 'forward':
       return `forward:${[...target.to].sort().join(',')}`;
     case 'redirect':
@@ -42,10 +48,78 @@ export interface ProbeResult {
   error?: string;
 }
 
-export interface DeliveryBatchResult {
+/** What went wrong when a target did not take mail: the server's reply, or the network error when none came. */
+export interface DeliveryError {
+  at: string;
+  /** The SMTP reply code when a server answered (4xx, 5xx); null for a network error (refused, timed out, TLS). */
+  replyCode: number | null;
+  /** The reply as the server sent it ("451 4.7.1 try later"), or the error ("connect ECONNREFUSED 127.0.0.1:25"). */
+  message: string;
+}
+
+/** A recipient a target refused for good (5xx): recorded in the ledger as failed there, never sent there again. */
+export interface RefusedRecipient {
+  messageId: string;
+  recipient: string;
+  reply: string;
+  at: string;
+}
+
+/** What one batch did. Also carried, as the failure's details, by a batch that stopped on a temporary error. */
+export interface DeliveryBatchOutcome {
   delivered: number;
   /** Recipients refused permanently (5xx): recorded, never retried. */
   failed: number;
+  /** The first few of those, with the reply (a batch lists at most REFUSED_LISTED). */
+  refused: RefusedRecipient[];
+  /** Recipients the target deferred (4xx) while taking others; they wait for the next batch. */
+  deferred: { recipients: number; error: DeliveryError } | null;
+}
+export const REFUSED_LISTED = 20;
+
+export interface DeliveryBatchResult extends DeliveryBatchOutcome {
   /** Messages of this customer still waiting for this target after the batch, counted up to 1,000. */
   remaining: number;
+}
+
+/** A batch that stopped because the target does not take mail now (4xx, network, our storage): details for the workflow. */
+export interface DeliveryStopped extends DeliveryBatchOutcome {
+  error: DeliveryError;
+}
+/** The failure type of a batch stopped on a temporary error; the workflow, not the activity, schedules the next try. */
+export const DELIVERY_DEFERRED = 'DeliveryDeferred';
+
+/**
+ * How delivery to one target is going, for operators: counts, the last error and since when it fails, and the
+ * next attempt. Kept in the outage's status for every target it has used; `inForce` marks the one delivering now.
+ */
+export interface TargetDelivery {
+  key: string;
+  description: string;
+  inForce: boolean;
+  delivered: number;
+  failed: number;
+  /** Batches tried, and how many of the last ones failed in a row (0 once one goes through). */
+  attempts: number;
+  failedAttempts: number;
+  lastAttemptAt: string | null;
+  failingSince: string | null;
+  /** Cleared when a batch goes through; a 4xx for some recipients of a batch that went through stays here. */
+  lastError: DeliveryError | null;
+  nextAttemptAt: string | null;
+  /** Recipients refused for good, newest last, at most REFUSED_KEPT. */
+  refused: RefusedRecipient[];
+}
+export const REFUSED_KEPT = 50;
+
+/** A target as an operator reads it, in the status, the Web UI and activity summaries. */
+export function describeTarget(target: DeliveryTarget, runbook: Pick<Runbook, 'primary'>): string {
+  switch (target.kind) {
+    case 'forward':
+      return `forward to ${target.to.join(', ')}`;
+    case 'redirect':
+      return `redirect to ${target.host}:${target.port}`;
+    case 'primary':
+      return `the primary MX (${runbook.primary.map((p) => `${p.host}:${p.port}`).join(', ')})`;
+  }
 }

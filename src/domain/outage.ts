@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { type DeliveryTarget, forwardShape, type ProbeResult, redirectShape } from './delivery';
+import {
+  type DeliveryTarget,
+  forwardShape,
+  type ProbeResult,
+  redirectShape,
+  type TargetDelivery,
+} from './delivery';
 import type { Runbook } from './runbook';
 
 // One outage is one workflow run, identified by the customer: all of a customer's domains share one outage,
@@ -118,6 +124,8 @@ export interface OutageStatus {
   /** Someone at the customer has been reached: escalation stops (the default instruction still applies). */
   acknowledged: boolean;
   counts: OutageCounts;
+  /** Delivery to each target this outage has used: counts, the last error, the next attempt, refused recipients. */
+  deliveries: TargetDelivery[];
   appliedRequestIds: string[];
 }
 
@@ -128,6 +136,9 @@ export interface OutageInput {
   runbook: Runbook;
   carried?: OutageStatus;
 }
+
+/** The outage workflow's type, for clients: they import it from here, never the workflow module. */
+export type OutageWorkflow = (input: OutageInput) => Promise<OutageStatus>;
 
 /** The doorbell that ingest rings after committing held mail. Counts only: the ledger lives in PostgreSQL. */
 export const mailHeldSignalSchema = z.object({ acceptedSinceLastRing: z.number().int().nonnegative() });

@@ -1,8 +1,8 @@
 import { log, proxyActivities } from '@temporalio/workflow';
-import type { createActivities } from '../activities';
+import type { Activities } from '../activities';
 import type { Runbook } from '../domain/runbook';
 
-const { probePrimary, ringOutage } = proxyActivities<ReturnType<typeof createActivities>>({
+const { probePrimary, ringOutage } = proxyActivities<Activities>({
   startToCloseTimeout: '1m',
   retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 3 },
 });
