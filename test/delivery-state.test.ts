@@ -23,7 +23,7 @@ function runbookWithPrimaryAt(primaryPort: number): Runbook {
   return runbookSchema.parse({
     ...uniqueRunbook('harborview-law'),
     primary: [{ host: '127.0.0.1', port: primaryPort }],
-    detection: { probeInterval: `${PROBE_MS / 1000}s`, confirmAfter: '1s' },
+    detection: { probeInterval: `${PROBE_MS / 1000}s`, confirmAfter: `${PROBE_MS / 1000}s` },
     notify: [{ after: '0s', channels: ['ops-call'] }],
     instructions: { default: { after: '1h', action: 'hold' } },
     restore: { mode: 'approval', ratePerSecond: 50 },
@@ -50,6 +50,11 @@ test('a forward whose relay refuses connections names the error and the next att
     await stack.run(async () => {
       await hold(stack.ingest.port, [to!], 'first');
       await hold(stack.ingest.port, [to!], 'second');
+      await eventually(
+        'the outage',
+        () => call('GET', `/api/outages/${runbook.id}`),
+        (r) => r.status === 200,
+      );
       const instructed = await call('POST', `/api/outages/${runbook.id}/instructions`, {
         body: { action: 'forward', to: [GMAIL] },
       });
@@ -115,15 +120,16 @@ test('a target that refuses one recipient: the status names it with the reply; h
     await stack.run(async () => {
       await hold(stack.ingest.port, [good!, bad!], 'to both');
       await hold(stack.ingest.port, [good!], 'to one');
+      await eventually('the outage', view, (r) => r.status === 200);
       const redirect = { action: 'redirect', host: '127.0.0.1', port: drSite.port };
       assert.equal(
         (await call('POST', `/api/outages/${runbook.id}/instructions`, { body: redirect })).status,
         200,
       );
       const done = await eventually(
-        'the redirect',
+        'the redirect and its recount',
         view,
-        (r) => r.json?.deliveries?.[0]?.attempts >= 1,
+        (r) => r.json?.deliveries?.[0]?.attempts >= 1 && r.json.heldMessages === 0,
         10_000,
       );
       const d = done.json.deliveries[0];

@@ -2,10 +2,17 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
+import type { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { BatchBodies } from '../src/activities/body-reader';
 import { createDeliveryActivities } from '../src/activities/deliver';
 import { probeMx } from '../src/activities/probe';
-import type { DeliveryTarget } from '../src/domain/delivery';
+import {
+  DELIVERY_DEFERRED,
+  type DeliveryBatchResult,
+  type DeliveryStopped,
+  type DeliveryTarget,
+} from '../src/domain/delivery';
 import type { Runbook } from '../src/domain/runbook';
 import { createSql } from '../src/store/db';
 import { countHeldMessages } from '../src/store/held';
@@ -45,10 +52,24 @@ async function hold(runbook: Runbook, recipients: string[], subject: string): Pr
   return raw;
 }
 
-function deliver(runbook: Runbook, target: DeliveryTarget, env: Record<string, string> = {}) {
+function deliverBatch(
+  runbook: Runbook,
+  target: DeliveryTarget,
+  env: Record<string, string> = {},
+): Promise<DeliveryBatchResult> {
   const config = testConfig(env);
-  const { deliverBatch } = createDeliveryActivities({ sql, objects, config });
-  return new MockActivityEnvironment().run(deliverBatch, { runbook, target, limit: 100 });
+  const activities = createDeliveryActivities({ sql, objects, config });
+  return new MockActivityEnvironment().run(activities.deliverBatch, {
+    runbook,
+    target,
+    limit: 100,
+  }) as Promise<DeliveryBatchResult>;
+}
+
+/** A batch's counts, which most tests assert on. */
+async function deliver(runbook: Runbook, target: DeliveryTarget, env: Record<string, string> = {}) {
+  const { delivered, failed, remaining } = await deliverBatch(runbook, target, env);
+  return { delivered, failed, remaining };
 }
 
 function withPrimary(runbook: Runbook, port: number): Runbook {
@@ -98,7 +119,11 @@ test('a 5xx for one recipient is recorded as failed and not retried; the other i
   const runbook = withPrimary(base, primary.port);
   try {
     await hold(runbook, [a!, b!], 'partial');
-    assert.deepEqual(await deliver(runbook, { kind: 'primary' }), { delivered: 1, failed: 1, remaining: 0 });
+    const result = await deliverBatch(runbook, { kind: 'primary' });
+    assert.deepEqual(
+      { ...result, refused: result.refused.map((r) => `${r.recipient}: ${r.reply}`) },
+      { delivered: 1, failed: 1, remaining: 0, refused: [`${b}: 550 refused by test`], deferred: null },
+    );
     const rows =
       await sql`select recipient, outcome from delivery_ledger d join held_recipient r using (message_id, recipient)
                            where r.customer_id = ${runbook.id} order by recipient`;
@@ -111,10 +136,20 @@ test('a 5xx for one recipient is recorded as failed and not retried; the other i
   }
 });
 
-test('a primary that is down fails the batch for a retry, recording nothing', async () => {
-  const runbook = withPrimary(uniqueRunbook('harborview-law'), await freePort());
+test('a primary that is down stops the batch with the network error for the workflow, recording nothing', async () => {
+  const port = await freePort();
+  const runbook = withPrimary(uniqueRunbook('harborview-law'), port);
   await hold(runbook, [(runbook.recipients as string[])[0]!], 'waiting');
-  await assert.rejects(deliver(runbook, { kind: 'primary' }), /delivery deferred/);
+  await assert.rejects(deliver(runbook, { kind: 'primary' }), (err: ApplicationFailure) => {
+    // The workflow schedules the next try and shows why; the activity does not retry a target that is down.
+    assert.equal(err.type, DELIVERY_DEFERRED);
+    assert.equal(err.nonRetryable, true);
+    const stopped = err.details?.[0] as DeliveryStopped;
+    assert.match(stopped.error.message, new RegExp(`ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
+    assert.equal(stopped.error.replyCode, null);
+    assert.equal(stopped.delivered, 0);
+    return true;
+  });
   const [{ n }] =
     (await sql`select count(*)::int as n from delivery_ledger d join held_recipient r using (message_id, recipient)
                              where r.customer_id = ${runbook.id}`) as unknown as [{ n: number }];
@@ -185,4 +220,57 @@ test('recipients are matched as stored, whatever form the server reports them in
   } finally {
     await primary.close();
   }
+});
+
+test('a 4xx for one recipient: the other goes through and the deferral is reported; alone, it stops the batch', async () => {
+  const base = uniqueRunbook('harborview-law');
+  const [a, b] = base.recipients as string[];
+  const primary = await startCatcher({ refuse: (rcpt) => (rcpt === b ? 450 : undefined) });
+  const runbook = withPrimary(base, primary.port);
+  try {
+    await hold(runbook, [a!, b!], 'greylisted');
+    const first = await deliverBatch(runbook, { kind: 'primary' });
+    assert.equal(first.delivered, 1);
+    assert.equal(first.failed, 0);
+    assert.equal(first.remaining, 1, 'the deferred recipient is still held');
+    assert.equal(first.deferred?.recipients, 1);
+    assert.equal(first.deferred?.error.replyCode, 450);
+    await assert.rejects(deliverBatch(runbook, { kind: 'primary' }), (err: ApplicationFailure) => {
+      const stopped = err.details?.[0] as DeliveryStopped;
+      assert.equal(err.type, DELIVERY_DEFERRED);
+      assert.equal(stopped.error.replyCode, 450);
+      assert.match(stopped.error.message, /^450 /);
+      return true;
+    });
+  } finally {
+    await primary.close();
+  }
+});
+
+test('a batch keeps one segment in memory at a time: a segment is dropped once its last message is read', async () => {
+  const config = testConfig();
+  const bodies = ['one', 'two', 'three', 'four'].map((w) => Buffer.from(`Subject: ${w}\r\n\r\n${w}\r\n`));
+  const segment = async (parts: Buffer[]) => {
+    const key = `held/test/segment-${randomUUID()}`;
+    const whole = Buffer.concat(parts);
+    await objects.putObject(config.s3.bucket, key, whole, whole.length);
+    let offset = 0;
+    return parts.map((p) => {
+      const ref = { object_key: key, body_offset: String(offset), size_bytes: String(p.length) };
+      offset += p.length;
+      return ref;
+    });
+  };
+  const batch = [...(await segment(bodies.slice(0, 3))), ...(await segment(bodies.slice(3)))];
+  const reader = new BatchBodies(objects, config.s3.bucket, batch);
+  const read: Buffer[] = [];
+  const held: number[] = [];
+  for (const m of batch) {
+    read.push(await reader.read(m));
+    held.push(reader.segmentsInMemory);
+  }
+  assert.deepEqual(read.map(String), bodies.map(String), 'each body, byte for byte');
+  // The first segment stays while two of its messages are unread, and goes with its last; the second segment
+  // holds one message and is read by itself.
+  assert.deepEqual(held, [1, 1, 0, 0]);
 });

@@ -115,6 +115,7 @@ function declare(run: OutageRun, declaration: Declaration) {
   s.declaredAt = new Date().toISOString();
   s.declaredBy = declaration.actor;
   s.declarationNote = declaration.note ?? null;
+  run.endDeliveryInForce();
   run.decided(); // a relay batch in flight is the last one
   run.setPhase('awaiting-instructions');
 }

@@ -113,10 +113,15 @@ export class OutageRun {
     s.instruction = instruction;
     s.history.push({ instruction, at: new Date().toISOString() });
     s.declaredAt ??= new Date().toISOString(); // an instruction during detection declares the outage
-    for (const d of s.deliveries) Object.assign(d, { inForce: false, nextAttemptAt: null });
+    this.endDeliveryInForce();
     this.decided();
     upsertSearchAttributes([{ key: instructionActionKey, value: instruction.action }]);
     this.setPhase(phaseOf(instruction));
+  }
+
+  /** No target delivers now (a new instruction, or the outage declared): no next attempt to show. */
+  endDeliveryInForce() {
+    for (const d of this.s.deliveries) Object.assign(d, { inForce: false, nextAttemptAt: null });
   }
 
   /** The ledger key that "held" is counted for now: the instruction's target, else the customer's own servers. */

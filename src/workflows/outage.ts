@@ -47,6 +47,7 @@ async function detect(run: OutageRun): Promise<OutageStatus | undefined> {
       s.firstFailureAt ??= new Date().toISOString();
       if (Date.now() - Date.parse(s.firstFailureAt) >= durationMs(runbook.detection.confirmAfter)) {
         s.declaredAt ??= new Date().toISOString();
+        run.endDeliveryInForce();
         run.setPhase('awaiting-instructions');
         break;
       }

@@ -22,9 +22,7 @@ export async function startCatcher(
     onRcptTo(address, _session, callback) {
       const code = opts.refuse?.(address.address);
       const answer = () =>
-        code
-          ? callback(Object.assign(new Error(`${code} refused by test`), { responseCode: code }))
-          : callback();
+        code ? callback(Object.assign(new Error('refused by test'), { responseCode: code })) : callback();
       // A slow server: most of each delivery's time is spent before DATA, where a dead client delivers nothing.
       if (opts.rcptDelayMs) setTimeout(answer, opts.rcptDelayMs);
       else answer();
