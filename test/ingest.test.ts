@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import nodemailer from 'nodemailer';
-import { MAX_RECIPIENTS } from '../src/ingest/smtp';
+import pino from 'pino';
+import { createIngestMetrics } from '../src/ingest/metrics';
+import { createSmtpServer, MAX_RECIPIENTS } from '../src/ingest/smtp';
+import { loadTls } from '../src/ingest/tls';
+import type { BodyWriter } from '../src/store/objects';
 import { readHeld, startIngest, type TestIngest, uniqueRunbook } from './helpers/ingest';
+import { freePort } from './helpers/ports';
 import { RawSmtp, transaction } from './helpers/smtp-client';
 
 const law = uniqueRunbook('harborview-law');
@@ -333,4 +339,53 @@ test('metrics count accepted messages, bytes, refusals by reason and time to 250
   assert.ok(value(/^mxf_smtp_rejected_total\{reason="relay_denied"\} (\d+)/m) >= 1);
   assert.ok(value(/^mxf_smtp_rejected_total\{reason="bare_cr"\} (\d+)/m) >= 1);
   assert.ok(value(/^mxf_smtp_time_to_250_seconds_count (\d+)/m) >= 3);
+});
+
+test('an unexpected failure during DATA is logged, counted as local_error and answered 451 4.3.0 without its text', async () => {
+  // A body writer that breaks its contract: it reads the body, then resolves without saying where the body went.
+  const broken = {
+    async put(_key: string, body: Readable) {
+      for await (const _ of body);
+      return undefined;
+    },
+  } as unknown as BodyWriter;
+  const logged: string[] = [];
+  const log = pino({ level: 'error' }, { write: (line: string) => void logged.push(line) });
+  const metrics = createIngestMetrics();
+  const server = createSmtpServer({
+    config: ingest.config,
+    runbooks: [law],
+    log,
+    sql: ingest.sql,
+    bodies: broken,
+    metrics,
+    tls: await loadTls(ingest.config, pino({ level: 'silent' })),
+    ring: () => {},
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  try {
+    const before = await heldCount();
+    const r = await transaction(port, {
+      from: 'clerk@court.example',
+      to: [reception],
+      data: 'Subject: x\r\n\r\nhi',
+    });
+    assert.equal(
+      r.end,
+      '451 4.3.0 Local error in processing; the message was not stored, please try again later',
+      "our own advice, never smtp-server's 450 with the internal error as its text",
+    );
+    assert.equal(await heldCount(), before, 'nothing was held');
+    const text = await metrics.registry.metrics();
+    assert.match(text, /^mxf_smtp_rejected_total\{reason="local_error"\} 1$/m);
+    assert.ok(
+      logged.some(
+        (line) => /failed unexpectedly/.test(line) && /Cannot read properties of undefined/.test(line),
+      ),
+      `the internal error is in our log:\n${logged.join('')}`,
+    );
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 });

@@ -1,10 +1,21 @@
 // SMTP replies with the enhanced status code we choose, at the start of the text; see smtp-server-patches.ts for
 // why smtp-server sends it as the enhanced code instead of adding one of its own.
 
-export type SmtpReply = Error & { responseCode: number };
+/**
+ * A reply we chose, as an Error because smtp-server's callbacks take one. A class, so that the ingest can tell it
+ * from an error thrown by a bug or a dependency, whose message smtp-server would otherwise send to the client.
+ */
+export class SmtpReply extends Error {
+  constructor(
+    readonly responseCode: number,
+    text: string,
+  ) {
+    super(text);
+  }
+}
 
 export function smtpReply(code: number, enhanced: string, text: string): SmtpReply {
-  return Object.assign(new Error(`${enhanced} ${text}`), { responseCode: code });
+  return new SmtpReply(code, `${enhanced} ${text}`);
 }
 
 export const replies = {
@@ -13,6 +24,8 @@ export const replies = {
   unknownRecipient: () => smtpReply(550, '5.1.1', 'No such recipient here'),
   addressTrick: () =>
     smtpReply(550, '5.7.1', 'Relaying denied: %, !, @ and source routes in the local part are not accepted'),
+  tooManyRecipients: () =>
+    smtpReply(452, '4.5.3', 'Too many recipients; send the rest in another transaction'),
   tooManyFromYou: () => smtpReply(421, '4.7.0', 'Too many connections from your address; try again later'),
   bareCr: () =>
     smtpReply(

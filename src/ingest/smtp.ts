@@ -7,17 +7,18 @@ import {
   type SMTPServerSession,
 } from 'smtp-server';
 import type { Config } from '../config';
+import type { HeldMessage } from '../domain/message';
 import { acceptsRecipient, type Runbook } from '../domain/runbook';
 import type { Logger } from '../log';
 import type { Sql } from '../store/db';
 import { commitHeldMessage } from '../store/messages';
 import type { BodyRef, BodyWriter } from '../store/objects';
 import { withTimeout } from '../timeout';
-import { BodyCheck } from './body';
+import { BodyCheck, type BodyResult } from './body';
 import { searchableHeaders } from './headers';
 import type { IngestMetrics, RejectReason } from './metrics';
 import { newQueueId, objectKeyFor, receivedHeader, tlsDescription } from './received';
-import { replies, type SmtpReply } from './replies';
+import { replies, SmtpReply } from './replies';
 import type { GreetPauseOption } from './smtp-server-patches';
 import './smtp-server-patches';
 
@@ -71,7 +72,56 @@ export function createSmtpServer(deps: IngestDeps): SMTPServer {
     return reply;
   };
 
-  const options: SMTPServerOptions & GreetPauseOption & { noDelay: boolean } = {
+  return new SMTPServer({
+    ...listenerOptions(deps),
+
+    onConnect(session, callback) {
+      const ip = session.remoteAddress;
+      const open = perIp.get(ip) ?? 0;
+      if (open >= config.smtp.maxPerIp) return callback(refuse('per_ip_limit', replies.tooManyFromYou()));
+      perIp.set(ip, open + 1);
+      counted.add(session.id);
+      callback();
+    },
+
+    onClose(session) {
+      if (!counted.delete(session.id)) return;
+      const open = (perIp.get(session.remoteAddress) ?? 1) - 1;
+      if (open > 0) perIp.set(session.remoteAddress, open);
+      else perIp.delete(session.remoteAddress);
+    },
+
+    onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error) => void) {
+      try {
+        const already = session.envelope.rcptTo.some(
+          (r) => r.address.toLowerCase() === address.address.toLowerCase(),
+        );
+        if (!already && session.envelope.rcptTo.length >= MAX_RECIPIENTS) {
+          return callback(refuse('too_many_recipients', replies.tooManyRecipients()));
+        }
+        const decision = recipientPolicy(byDomain, address.address);
+        if ('refuse' in decision) return callback(refuse(decision.refuse, REFUSALS[decision.refuse]!()));
+        callback();
+      } catch (err) {
+        log.error({ session: session.id, err }, 'RCPT handling failed');
+        callback(refuse('local_error', replies.localError()));
+      }
+    },
+
+    onData(stream, session, callback) {
+      acceptMessage(deps, byDomain, stream, session).then(
+        (reply) => callback(null, reply),
+        (err: unknown) =>
+          callback(err instanceof SmtpReply ? err : unexpectedFailure(deps, err, stream, session)),
+      );
+    },
+  });
+}
+
+/** How the listener behaves, apart from what it does with each command. */
+function listenerOptions(deps: IngestDeps): SMTPServerOptions & GreetPauseOption & { noDelay: boolean } {
+  const { config } = deps;
+  return {
     greetPauseMs: config.smtp.greetPauseMs,
     // smtp-server hands its options to net.createServer. Without TCP_NODELAY, Nagle's algorithm holds back a
     // reply written in two pieces until the client's delayed ACK (40 ms), several times per message.
@@ -96,53 +146,20 @@ export function createSmtpServer(deps: IngestDeps): SMTPServer {
     // No DNS round trip per connection on the hot path; the Received header carries the address.
     disableReverseLookup: true,
     logger: false,
-
-    onConnect(session, callback) {
-      const ip = session.remoteAddress;
-      const open = perIp.get(ip) ?? 0;
-      if (open >= config.smtp.maxPerIp) return callback(refuse('per_ip_limit', replies.tooManyFromYou()));
-      perIp.set(ip, open + 1);
-      counted.add(session.id);
-      callback();
-    },
-
-    onClose(session) {
-      if (!counted.delete(session.id)) return;
-      const open = (perIp.get(session.remoteAddress) ?? 1) - 1;
-      if (open > 0) perIp.set(session.remoteAddress, open);
-      else perIp.delete(session.remoteAddress);
-    },
-
-    onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error) => void) {
-      try {
-        const already = session.envelope.rcptTo.some(
-          (r) => r.address.toLowerCase() === address.address.toLowerCase(),
-        );
-        if (!already && session.envelope.rcptTo.length >= MAX_RECIPIENTS) {
-          metrics.rejected.inc({ reason: 'too_many_recipients' });
-          return callback(
-            Object.assign(new Error('4.5.3 Too many recipients; send the rest in another transaction'), {
-              responseCode: 452,
-            }),
-          );
-        }
-        const decision = recipientPolicy(byDomain, address.address);
-        if ('refuse' in decision) return callback(refuse(decision.refuse, REFUSALS[decision.refuse]!()));
-        callback();
-      } catch (err) {
-        log.error({ session: session.id, err }, 'RCPT handling failed');
-        callback(refuse('local_error', replies.localError()));
-      }
-    },
-
-    onData(stream, session, callback) {
-      acceptMessage(deps, byDomain, stream, session).then(
-        (reply) => callback(null, reply),
-        (err: SmtpReply) => callback(err),
-      );
-    },
   };
-  return new SMTPServer(options);
+}
+
+/**
+ * A bug, or a dependency failing in a way acceptMessage does not foresee. Passed on as it is, smtp-server would
+ * answer 450 with the error's own text: our internals to a stranger, and no advice. It happened before the commit
+ * (after it, acceptMessage answers 250), so no row exists and the sender only has to try again.
+ */
+function unexpectedFailure(deps: IngestDeps, err: unknown, stream: Readable, session: SMTPServerSession) {
+  deps.log.error({ session: session.id, err }, 'accepting a message failed unexpectedly; answering 451');
+  deps.metrics.rejected.inc({ reason: 'local_error' });
+  stream.unpipe();
+  stream.resume(); // smtp-server answers only once DATA has been read to its end
+  return replies.localError();
 }
 
 /** Stream the body to object storage, commit its rows, and only then produce the 250 text; any failure throws a reply. */
@@ -152,14 +169,58 @@ async function acceptMessage(
   stream: Readable,
   session: SMTPServerSession,
 ): Promise<string> {
-  const { config, metrics, bodies, sql } = deps;
   const started = performance.now();
   const receivedAt = new Date();
   const queueId = newQueueId(receivedAt.getTime());
   const log = deps.log.child({ session: session.id, queueId });
-  const objectKey = objectKeyFor(queueId, receivedAt);
+  const { stored, body } = await storeBody(deps, stream, session, { queueId, receivedAt, log });
+  const headers = searchableHeaders(body.headers);
+  const message: HeldMessage = {
+    queueId,
+    envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+    sizeBytes: stored.length,
+    sha256: body.sha256,
+    objectKey: stored.objectKey,
+    bodyOffset: stored.offset,
+    receivedAt,
+    clientIp: session.remoteAddress,
+    helo: session.hostNameAppearsAs ?? '',
+    tls: tlsDescription(session),
+    messageId: headers.messageId,
+    subject: headers.subject,
+    recipients: session.envelope.rcptTo.map((r) => ({
+      address: r.address,
+      customerId: byDomain.get(domainOf(r.address))!.id,
+    })),
+  };
+  try {
+    await commitHeldMessage(deps.sql, message);
+  } catch (err) {
+    // The stored bytes may share a segment with messages that did commit: the orphan sweep removes segments
+    // no row points at, and an unreferenced range inside a kept segment is only dead bytes.
+    log.error({ err: (err as Error).message }, 'committing the message failed; answering 451');
+    deps.metrics.rejected.inc({ reason: 'local_error' });
+    throw replies.localError();
+  }
+  try {
+    announceHeld(deps, message, body, (performance.now() - started) / 1000, log);
+  } catch (err) {
+    // The message is committed, so the 250 is owed: a 451 now would only make the sender send it again.
+    log.error({ err }, 'recording an accepted message failed; answering 250 all the same');
+  }
+  return `2.0.0 Ok: queued as ${queueId}`;
+}
+
+/** The body, through the checker into object storage; a refusal or a storage failure throws the reply to send. */
+async function storeBody(
+  deps: IngestDeps,
+  stream: Readable,
+  session: SMTPServerSession,
+  at: { queueId: string; receivedAt: Date; log: Logger },
+): Promise<{ stored: BodyRef; body: BodyResult }> {
+  const { config, metrics, bodies } = deps;
   const check = new BodyCheck(
-    receivedHeader(session, config.hostname, queueId, receivedAt),
+    receivedHeader(session, config.hostname, at.queueId, at.receivedAt),
     config.smtp.maxSize,
   );
   // A client that vanishes mid-DATA destroys smtp-server's stream without ending ours: end ours with an error.
@@ -168,10 +229,10 @@ async function acceptMessage(
   };
   stream.once('close', onGone);
   stream.pipe(check);
-
-  let stored: BodyRef;
   try {
-    stored = await withTimeout(bodies.put(objectKey, check, config.smtp.maxSize), STORE_TIMEOUT_MS);
+    const key = objectKeyFor(at.queueId, at.receivedAt);
+    const stored = await withTimeout(bodies.put(key, check, config.smtp.maxSize), STORE_TIMEOUT_MS);
+    return { stored, body: check.result() };
   } catch (err) {
     stream.unpipe(check);
     check.destroy(); // a put still waiting on it (after a timeout) fails instead of hanging
@@ -180,54 +241,32 @@ async function acceptMessage(
       metrics.rejected.inc({ reason: check.refusal.reason });
       throw check.refusal.reply;
     }
-    log.error({ err: (err as Error).message }, 'storing the body failed; answering 451');
+    at.log.error({ err: (err as Error).message }, 'storing the body failed; answering 451');
     metrics.rejected.inc({ reason: 'local_error' });
     throw replies.localError();
   } finally {
     stream.off('close', onGone);
   }
+}
 
-  const body = check.result();
-  const headers = searchableHeaders(body.headers);
-  try {
-    await commitHeldMessage(sql, {
-      queueId,
-      envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-      sizeBytes: stored.length,
-      sha256: body.sha256,
-      objectKey: stored.objectKey,
-      bodyOffset: stored.offset,
-      receivedAt,
-      clientIp: session.remoteAddress,
-      helo: session.hostNameAppearsAs ?? '',
-      tls: tlsDescription(session),
-      messageId: headers.messageId,
-      subject: headers.subject,
-      recipients: session.envelope.rcptTo.map((r) => ({
-        address: r.address,
-        customerId: byDomain.get(domainOf(r.address))!.id,
-      })),
-    });
-  } catch (err) {
-    // The stored bytes may share a segment with messages that did commit: the orphan sweep removes segments
-    // no row points at, and an unreferenced range inside a kept segment is only dead bytes.
-    log.error({ err: (err as Error).message }, 'committing the message failed; answering 451');
-    metrics.rejected.inc({ reason: 'local_error' });
-    throw replies.localError();
-  }
-
-  metrics.accepted.inc();
-  metrics.acceptedBytes.inc(body.storedBytes);
-  metrics.timeTo250.observe((performance.now() - started) / 1000);
+/** After the commit: metrics, the log line, and the doorbell of each customer the message is for. */
+function announceHeld(
+  deps: IngestDeps,
+  message: HeldMessage,
+  body: BodyResult,
+  seconds: number,
+  log: Logger,
+) {
+  deps.metrics.accepted.inc();
+  deps.metrics.acceptedBytes.inc(body.storedBytes);
+  deps.metrics.timeTo250.observe(seconds);
   log.info(
     {
       bytes: body.storedBytes,
-      recipients: session.envelope.rcptTo.length,
+      recipients: message.recipients.length,
       bareLf: body.bareLfNormalised || undefined,
     },
     'held',
   );
-  const customers = new Set(session.envelope.rcptTo.map((r) => byDomain.get(domainOf(r.address))!.id));
-  for (const customerId of customers) deps.ring(customerId);
-  return `2.0.0 Ok: queued as ${queueId}`;
+  for (const customerId of new Set(message.recipients.map((r) => r.customerId))) deps.ring(customerId);
 }
