@@ -3,7 +3,8 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 
 // API errors are JSON with a stable code an operator's script can match on, and a message a person can act on.
-// No stack trace or internal detail reaches a client: a 500 says where to look (the API's log).
+// No stack trace or internal detail reaches a client: a 500 says where to look (the API's log). Every code listed
+// here is produced somewhere; a code nothing sends only misleads the scripts written against it.
 
 export const errorCodes = [
   'INVALID_REQUEST', // 400: the body, query or path does not match the schema; `issues` says where
@@ -13,12 +14,10 @@ export const errorCodes = [
   'CUSTOMER_NOT_FOUND',
   'OUTAGE_NOT_FOUND',
   'MESSAGE_NOT_FOUND',
-  'CALL_TASK_NOT_FOUND',
   'WORKFLOW_REFUSED', // 409: the outage refused the action in its current state; the message says why
   'BODY_TOO_LARGE', // 413
   'MESSAGE_TOO_LARGE_TO_PARSE', // 413: read it with /raw instead
   'UNSUPPORTED_MEDIA_TYPE', // 415
-  'RATE_LIMITED', // 429
   'WORKFLOW_UNAVAILABLE', // 503: Temporal or the worker did not answer in time
   'PARSE_TIMEOUT', // 503: the message took too long to parse; read it with /raw
   'INTERNAL', // 500
@@ -85,7 +84,6 @@ export function registerErrorHandlers(app: FastifyInstance): void {
     }
     const known = err.code ? FASTIFY_ERRORS[err.code] : undefined;
     if (known) return reply.code(known[0]).send(apiError(known[1], known[2]));
-    if (err.statusCode === 429) return reply.code(429).send(apiError('RATE_LIMITED', err.message));
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)
       return reply.code(400).send(apiError('INVALID_REQUEST', err.message));
     req.log.error({ err }, 'request failed');
