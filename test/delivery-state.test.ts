@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { outageDetail } from '../src/cli/render';
+import { outageWorkflowId } from '../src/domain/outage';
 import { type Runbook, runbookSchema } from '../src/domain/runbook';
 import { countHeldMessages } from '../src/store/held';
 import { startOpsStack } from './helpers/api';
@@ -9,7 +10,7 @@ import { eventually } from './helpers/eventually';
 import { uniqueRunbook } from './helpers/ingest';
 import { freePort } from './helpers/ports';
 import { transaction } from './helpers/smtp-client';
-import { useTemporalClient } from './helpers/temporal';
+import { recordHistory, useTemporalClient } from './helpers/temporal';
 
 // What an operator sees of delivery: the last error and the next attempt of a target that does not take mail,
 // the recipients a target refused for good, and a held count that agrees with what the next delivery sends.
@@ -100,6 +101,7 @@ test('a forward whose relay refuses connections names the error and the next att
       assert.equal(recovered.json.counts.forwarded, 2);
       assert.equal(relay.caught.length, 2, 'each message forwarded once');
       assert.ok(relay.caught.every((c) => c.to.join() === GMAIL));
+      await recordHistory('outage-forward-relay-down', { workflowId: outageWorkflowId(runbook.id) });
     });
   } finally {
     await relay?.close();
