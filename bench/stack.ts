@@ -5,22 +5,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import { createToken } from '../src/api/auth';
-import { type Config, parseConfig } from '../src/config';
-import { startMinio } from '../src/stack/minio';
-import { ensureDatabase, startPrivatePostgres } from '../src/stack/postgres';
-import {
-  httpOk,
-  type ManagedProcess,
-  startProcess,
-  startTogether,
-  tcpOpen,
-  waitFor,
-} from '../src/stack/process';
-import { startTemporalDevServer } from '../src/stack/temporal';
+import type { Config } from '../src/config';
+import { type Stack, startStack } from '../src/stack';
+import { httpOk, type ManagedProcess, startProcess, tcpOpen, waitFor } from '../src/stack/process';
 import { createSql, type Sql } from '../src/store/db';
-import { migrate } from '../src/store/migrate';
-import { createObjectStore, ensureBucket } from '../src/store/objects';
-import { ensureSearchAttributes } from '../src/temporal';
 import { freePort } from '../test/helpers/ports';
 import { startPostfixBackupMx } from './postfix';
 
@@ -28,7 +16,6 @@ import { startPostfixBackupMx } from './postfix';
 // Temporal, ingest, worker, API), a private Postfix configured as a backup MX beside it, and Postfix's smtp-sink
 // standing in for every destination (the customer's server, Gmail). Nothing of the machine's own Postfix changes.
 
-const ROOT = join(__dirname, '..');
 /** One customer per measurement, so one's backlog never drains into another's. */
 export const CUSTOMERS = ['ingest', 'release', 'scale'] as const;
 export const domainOf = (customer: string) => `${customer}.bench.example`;
@@ -49,170 +36,163 @@ export interface BenchStack {
   stop(): Promise<void>;
 }
 
-export async function startBenchStack(): Promise<BenchStack> {
-  const tmp = mkdtempSync(join(tmpdir(), 'mxf-bench-'));
-  const logs = join(tmp, 'logs');
-  mkdirSync(logs);
-  const running: ManagedProcess[] = [];
-  const stop = async () => {
-    for (const p of [...running].reverse()) await p.stop();
-    rmSync(tmp, { recursive: true, force: true });
-  };
-  try {
-    const ports = await Promise.all(Array.from({ length: 10 }, freePort));
-    const [
-      pgPort,
-      minioPort,
-      consolePort,
-      temporalPort,
-      smtpPort,
-      metricsPort,
-      apiPort,
-      postfixPort,
-      sinkPort,
-    ] = ports as [number, number, number, number, number, number, number, number, number];
-    // Durable settings on purpose (no fsync=off): durable accept against durable accept.
-    const pg = await startPrivatePostgres({
-      dir: join(tmp, 'pg'),
-      port: pgPort,
-      logFile: join(logs, 'pg.log'),
-    });
-    running.push(pg);
-    await ensureDatabase(pg.url('postgres'), 'bench');
-    const runbooks = join(tmp, 'runbooks');
-    mkdirSync(runbooks);
-    for (const id of CUSTOMERS)
-      writeFileSync(
-        join(runbooks, `${id}.yaml`),
-        [
-          `id: ${id}`,
-          `name: Bench ${id}`,
-          `domains: [${domainOf(id)}]`,
-          'recipients: any',
-          'primary: [{ host: 192.0.2.1, port: 25 }]', // TEST-NET-1: never answers
-          'contacts: [{ name: Ops, role: on call, email: ops@ops.bench.example }]',
-          'detection: { probeInterval: 1m, confirmAfter: 10m }',
-          'notify: [{ after: 0m, channels: [email] }]',
-          'instructions: { default: { after: 72h, action: hold } }',
-          'restore: { mode: approval, ratePerSecond: 100 }',
-        ].join('\n'),
-      );
-    const env = {
+/** One runbook per measurement; their primaries never answer, so everything arriving is held. */
+function writeRunbooks(dir: string): string {
+  mkdirSync(dir);
+  for (const id of CUSTOMERS)
+    writeFileSync(
+      join(dir, `${id}.yaml`),
+      [
+        `id: ${id}`,
+        `name: Bench ${id}`,
+        `domains: [${domainOf(id)}]`,
+        'recipients: any',
+        'primary: [{ host: 192.0.2.1, port: 25 }]', // TEST-NET-1: never answers
+        'contacts: [{ name: Ops, role: on call, email: ops@ops.bench.example }]',
+        'detection: { probeInterval: 1m, confirmAfter: 10m }',
+        'notify: [{ after: 0m, channels: [email] }]',
+        'instructions: { default: { after: 72h, action: hold } }',
+        'restore: { mode: approval, ratePerSecond: 100 }',
+      ].join('\n'),
+    );
+  return dir;
+}
+
+const PORTS = [
+  'postgres',
+  'minio',
+  'console',
+  'temporal',
+  'smtp',
+  'metrics',
+  'api',
+  'postfix',
+  'sink',
+] as const;
+type Ports = Record<(typeof PORTS)[number], number>;
+
+/** Ours, as separate processes on durable settings (no fsync=off): durable accept against durable accept. */
+async function startOurs(tmp: string, ports: Ports): Promise<{ stack: Stack; procs: BenchStack['procs'] }> {
+  const stack = await startStack({
+    dir: tmp,
+    env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
-      DATABASE_URL: pg.url('bench'),
-      MXF_RUNBOOKS: runbooks,
-      MXF_SMTP_PORT: String(smtpPort),
-      MXF_INGEST_METRICS_PORT: String(metricsPort),
-      MXF_API_PORT: String(apiPort),
-      MXF_S3_ENDPOINT: `http://127.0.0.1:${minioPort}`,
-      TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
-      MXF_SMTP_RELAY: `127.0.0.1:${sinkPort}`,
+      MXF_RUNBOOKS: writeRunbooks(join(tmp, 'runbooks')),
+      MXF_SMTP_PORT: String(ports.smtp),
+      MXF_INGEST_METRICS_PORT: String(ports.metrics),
+      MXF_API_PORT: String(ports.api),
+      MXF_SMTP_RELAY: `127.0.0.1:${ports.sink}`,
       MXF_MONITOR: 'off',
       MXF_LOG_LEVEL: 'warn',
       MXF_HOSTNAME: 'mx.failover.bench',
-    };
-    const config = parseConfig(env);
-    const sql = createSql(config, { max: 4 });
-    await migrate(sql);
-    const [temporal, minio] = await startTogether<[ManagedProcess, ManagedProcess]>(running, [
-      startTemporalDevServer({
-        port: temporalPort,
-        namespace: 'default',
-        logFile: join(logs, 'temporal.log'),
-      }),
-      startMinio({
-        dir: join(tmp, 'minio'),
-        port: minioPort,
-        consolePort,
-        accessKey: config.s3.accessKey,
-        secretKey: config.s3.secretKey,
-        logFile: join(logs, 'minio.log'),
-      }),
-    ]);
-    await ensureBucket(createObjectStore(config), config);
-    const connection = await Connection.connect({ address: config.temporal.address });
-    await ensureSearchAttributes(connection, 'default');
-    const client = new Client({ connection, namespace: 'default' });
-    // BENCH_CPU_PROFILE=<folder> writes V8 CPU profiles of our processes there, for finding hot spots.
-    const profile = process.env.BENCH_CPU_PROFILE
-      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`]
-      : [];
-    const node = (name: string, file: string) => {
-      const p = startProcess(
-        name,
-        process.execPath,
-        [...profile, '--import', 'tsx', join(ROOT, 'src', file)],
-        {
-          env,
-          logFile: join(logs, `${name}.log`),
-        },
-      );
-      running.push(p);
-      return p;
-    };
-    const [ingest, worker, api] = [
-      node('ingest', 'ingest/main.ts'),
-      node('worker', 'worker.ts'),
-      node('api', 'api/main.ts'),
-    ];
-    await waitFor('the ingest', () => tcpOpen('127.0.0.1', smtpPort), {
+    },
+    postgres: { port: ports.postgres, database: 'bench' },
+    temporal: { port: ports.temporal },
+    minio: { port: ports.minio, consolePort: ports.console },
+  });
+  // BENCH_CPU_PROFILE=<folder> writes V8 CPU profiles of our processes there, for finding hot spots.
+  const nodeArgs = process.env.BENCH_CPU_PROFILE
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`]
+    : [];
+  try {
+    const ingest = stack.startService('ingest', 'ingest/main.ts', { nodeArgs });
+    const worker = stack.startService('worker', 'worker.ts', { nodeArgs });
+    const api = stack.startService('api', 'api/main.ts', { nodeArgs });
+    await waitFor('the ingest', () => tcpOpen('127.0.0.1', ports.smtp), {
       process: ingest,
-      logFile: join(logs, 'ingest.log'),
+      logFile: join(stack.logs, 'ingest.log'),
     });
-    await waitFor('the API', () => httpOk(`http://127.0.0.1:${apiPort}/healthz`), {
+    await waitFor('the API', () => httpOk(`http://127.0.0.1:${ports.api}/healthz`), {
       process: api,
-      logFile: join(logs, 'api.log'),
+      logFile: join(stack.logs, 'api.log'),
     });
+    const { postgres, minio, temporal } = stack;
+    return { stack, procs: { postgres: postgres!, minio, temporal, ingest, worker, api } };
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
+}
+
+/** A private Postfix as the backup MX to compare with, and smtp-sink as every destination. */
+async function startTheirs(
+  dir: string,
+  logs: string,
+  ports: { postfix: number; sink: number },
+  running: ManagedProcess[],
+): Promise<void> {
+  running.push(
+    await startPostfixBackupMx({ dir, port: ports.postfix, domain: CUSTOMERS.map(domainOf).join(', ') }),
+  );
+  const sinkArgs = [
+    ...(process.getuid?.() === 0 ? ['-u', 'postfix'] : []),
+    `127.0.0.1:${ports.sink}`,
+    '1000',
+  ];
+  const sink = startProcess('smtp-sink', '/usr/sbin/smtp-sink', sinkArgs, {
+    logFile: join(logs, 'sink.log'),
+  });
+  running.push(sink);
+  await waitFor('smtp-sink', () => tcpOpen('127.0.0.1', ports.sink), { process: sink });
+}
+
+/** GET or POST on the ops API as an admin; throws on an error status. */
+function apiClient(base: string, token: string): BenchStack['api'] {
+  return async <T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
+    return JSON.parse(text) as T;
+  };
+}
+
+export async function startBenchStack(): Promise<BenchStack> {
+  const tmp = mkdtempSync(join(tmpdir(), 'mxf-bench-'));
+  const theirs: ManagedProcess[] = [];
+  let ours: Stack | undefined;
+  let close = async () => {};
+  const stop = async () => {
+    await close();
+    for (const p of [...theirs].reverse()) await p.stop();
+    await ours?.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  };
+  try {
+    const free = await Promise.all(PORTS.map(freePort));
+    const ports = Object.fromEntries(PORTS.map((name, i) => [name, free[i]!])) as Ports;
+    const started = await startOurs(tmp, ports);
+    ours = started.stack;
+    const { config, logs } = ours;
+    const sql = createSql(config, { max: 4 });
+    const connection = await Connection.connect({ address: config.temporal.address });
+    close = async () => {
+      await connection.close();
+      await sql.end({ timeout: 1 });
+    };
     const token = await createToken(sql, 'bench', 'admin', { actor: 'bench', replace: true });
     const postfixDir = join(tmp, 'postfix');
-    running.push(
-      await startPostfixBackupMx({
-        dir: postfixDir,
-        port: postfixPort,
-        domain: CUSTOMERS.map(domainOf).join(', '),
-      }),
-    );
-    const sinkArgs = [
-      ...(process.getuid?.() === 0 ? ['-u', 'postfix'] : []),
-      `127.0.0.1:${sinkPort}`,
-      '1000',
-    ];
-    const sink = startProcess('smtp-sink', '/usr/sbin/smtp-sink', sinkArgs, {
-      logFile: join(logs, 'sink.log'),
-    });
-    running.push(sink);
-    await waitFor('smtp-sink', () => tcpOpen('127.0.0.1', sinkPort), { process: sink });
-    const base = `http://127.0.0.1:${apiPort}`;
+    await startTheirs(postfixDir, logs, ports, theirs);
     return {
       config,
       sql,
-      client,
-      procs: { postgres: pg, minio, temporal, ingest, worker, api },
-      smtpPort,
-      metricsPort,
-      postfixPort,
+      client: new Client({ connection, namespace: 'default' }),
+      procs: started.procs,
+      smtpPort: ports.smtp,
+      metricsPort: ports.metrics,
+      postfixPort: ports.postfix,
       postfixConf: join(postfixDir, 'conf'),
       postfixQueue: join(postfixDir, 'queue'),
-      sinkPort,
-      async api<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-        const res = await fetch(`${base}${path}`, {
-          method,
-          headers: {
-            authorization: `Bearer ${token}`,
-            ...(body ? { 'content-type': 'application/json' } : {}),
-          },
-          body: body ? JSON.stringify(body) : undefined,
-        });
-        const text = await res.text();
-        if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
-        return JSON.parse(text) as T;
-      },
-      async stop() {
-        await connection.close();
-        await sql.end({ timeout: 1 });
-        await stop();
-      },
+      sinkPort: ports.sink,
+      api: apiClient(`http://127.0.0.1:${ports.api}`, token),
+      stop,
     };
   } catch (err) {
     await stop();

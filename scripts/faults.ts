@@ -3,14 +3,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Config, parseConfig } from '../src/config';
-import { startMinio } from '../src/stack/minio';
-import { ensureDatabase, startPrivatePostgres } from '../src/stack/postgres';
-import { type ManagedProcess, startProcess, tcpOpen, waitFor } from '../src/stack/process';
-import { startTemporalDevServer } from '../src/stack/temporal';
+import type { Config } from '../src/config';
+import { type LaunchedStack, launchStack, type StackOptions } from '../src/stack';
+import { type Component, tcpOpen, waitFor } from '../src/stack/process';
 import { createSql, type Sql } from '../src/store/db';
-import { migrate } from '../src/store/migrate';
-import { createObjectStore, ensureBucket, readBody } from '../src/store/objects';
+import { createObjectStore, readBody } from '../src/store/objects';
 import { startCatcher } from '../test/helpers/catcher';
 import { freePort } from '../test/helpers/ports';
 import { transaction } from '../test/helpers/smtp-client';
@@ -20,144 +17,121 @@ import { transaction } from '../test/helpers/smtp-client';
 // is in MinIO and PostgreSQL and is delivered as the outage's instruction says (forward, here), once; nothing
 // that got a 4xx is held. Durable settings throughout (PostgreSQL fsyncs; Temporal keeps a SQLite file).
 
-const ROOT = join(__dirname, '..');
 const SENDERS = Number(process.env.FAULTS_SENDERS ?? 4);
 const SETTLE_MS = Number(process.env.FAULTS_SETTLE_MS ?? 4_000);
 const DOWN_MS = Number(process.env.FAULTS_DOWN_MS ?? 2_000);
 const FORWARD_TO = 'held.copy@gmail.example';
 
-type Restartable = {
-  proc: ManagedProcess;
-  restart: () => Promise<ManagedProcess>;
-  ready: () => Promise<void>;
-};
+/** One customer whose primary is down (nothing listens on its port) and whose mail is forwarded to Gmail. */
+function writeRunbook(dir: string, primaryPort: number): string {
+  mkdirSync(dir);
+  writeFileSync(
+    join(dir, 'faults-co.yaml'),
+    [
+      'id: faults-co',
+      'name: Fault Injection Co',
+      'domains: [faults.example]',
+      'recipients: any',
+      `primary: [{ host: 127.0.0.1, port: ${primaryPort} }]`,
+      'contacts: [{ name: Ops, role: on call, email: ops@faults-ops.example }]',
+      'detection: { probeInterval: 1s, confirmAfter: 1s }',
+      'notify: [{ after: 0s, channels: [email] }]',
+      `instructions: { default: { after: 0s, action: forward, to: ${FORWARD_TO} } }`,
+      'restore: { mode: approval, ratePerSecond: 100 }',
+    ].join('\n'),
+  );
+  return dir;
+}
 
-async function main(): Promise<number> {
-  const tmp = mkdtempSync(join(tmpdir(), 'mxf-faults-'));
-  const logs = join(tmp, 'logs');
-  mkdirSync(logs);
-  const components = new Map<string, Restartable>();
-  const stopAll = async () => {
-    for (const name of ['ingest', 'worker', 'temporal', 'minio', 'postgres'])
-      await components.get(name)?.proc.stop();
-  };
-  process.on('SIGINT', () => void stopAll().then(() => process.exit(130)));
-  const gmail = await startCatcher(); // Gmail, and the relay that notifications leave through
-  try {
-    const [pgPort, minioPort, consolePort, temporalPort, smtpPort, metricsPort, primaryPort] =
-      await Promise.all(Array.from({ length: 7 }, freePort));
-    const runbooks = join(tmp, 'runbooks');
-    mkdirSync(runbooks);
-    writeFileSync(
-      join(runbooks, 'faults-co.yaml'),
-      [
-        'id: faults-co',
-        'name: Fault Injection Co',
-        'domains: [faults.example]',
-        'recipients: any',
-        `primary: [{ host: 127.0.0.1, port: ${primaryPort} }]`, // nothing listens: the primary is down
-        'contacts: [{ name: Ops, role: on call, email: ops@faults-ops.example }]',
-        'detection: { probeInterval: 1s, confirmAfter: 1s }',
-        'notify: [{ after: 0s, channels: [email] }]',
-        `instructions: { default: { after: 0s, action: forward, to: ${FORWARD_TO} } }`,
-        'restore: { mode: approval, ratePerSecond: 100 }',
-      ].join('\n'),
-    );
-
-    const pgStart = () =>
-      startPrivatePostgres({ dir: join(tmp, 'pg'), port: pgPort!, logFile: join(logs, 'postgres.log') });
-    const pg = await pgStart();
-    await ensureDatabase(pg.url('postgres'), 'faults');
-    const env = {
+async function faultsStackOptions(
+  tmp: string,
+  relayPort: number,
+): Promise<StackOptions & { smtpPort: number }> {
+  const [pgPort, minioPort, consolePort, temporalPort, smtpPort, metricsPort, primaryPort] =
+    await Promise.all(Array.from({ length: 7 }, freePort));
+  return {
+    dir: tmp,
+    env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
-      DATABASE_URL: pg.url('faults'),
-      MXF_RUNBOOKS: runbooks,
+      MXF_RUNBOOKS: writeRunbook(join(tmp, 'runbooks'), primaryPort!),
       MXF_SMTP_PORT: String(smtpPort),
       MXF_INGEST_METRICS_PORT: String(metricsPort),
-      MXF_S3_ENDPOINT: `http://127.0.0.1:${minioPort}`,
-      TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
-      MXF_SMTP_RELAY: `127.0.0.1:${gmail.port}`,
+      MXF_SMTP_RELAY: `127.0.0.1:${relayPort}`,
       MXF_MONITOR: 'off',
       MXF_DOORBELL_MS: '200',
       MXF_RECONCILE_MS: '3000', // rings again what a killed ingest or a dead Temporal left unrung
       MXF_LOG_LEVEL: 'warn',
       MXF_HOSTNAME: 'mx.failover.faults',
-    };
-    const config = parseConfig(env);
-    const sql = createSql(config, { max: 2, connect_timeout: 2 });
-    await migrate(sql);
+    },
+    postgres: { port: pgPort!, database: 'faults' },
+    temporal: { port: temporalPort!, sqlite: 'faults.sqlite' },
+    minio: { port: minioPort!, consolePort: consolePort! },
+    smtpPort: smtpPort!,
+  };
+}
 
-    const minioStart = () =>
-      startMinio({
-        dir: join(tmp, 'minio'),
-        port: minioPort!,
-        consolePort: consolePort!,
-        accessKey: config.s3.accessKey,
-        secretKey: config.s3.secretKey,
-        logFile: join(logs, 'minio.log'),
-      });
-    const temporalStart = () =>
-      startTemporalDevServer({
-        port: temporalPort!,
-        namespace: 'default',
-        dbFile: join(tmp, 'temporal.sqlite'),
-        logFile: join(logs, 'temporal.log'),
-      });
-    const node = (name: string, file: string) => async () =>
-      startProcess(name, process.execPath, ['--import', 'tsx', join(ROOT, 'src', file)], {
-        env,
-        logFile: join(logs, `${name}.log`),
-      });
-    const noWait = async () => {};
-    components.set('postgres', { proc: pg, restart: pgStart, ready: noWait });
-    components.set('minio', { proc: await minioStart(), restart: minioStart, ready: noWait });
-    await ensureBucket(createObjectStore(config), config);
-    components.set('temporal', { proc: await temporalStart(), restart: temporalStart, ready: noWait });
-    components.set('worker', {
-      proc: await node('worker', 'worker.ts')(),
-      restart: node('worker', 'worker.ts'),
-      ready: noWait,
-    });
+/** kill -9 each component in turn under load, restart it, and check that the others kept running. */
+async function injectFaults(
+  components: Map<string, Component>,
+  ready: Partial<Record<string, () => Promise<void>>>,
+  load: ReturnType<typeof startLoad>,
+): Promise<string[]> {
+  const injected: string[] = [];
+  for (const name of ['ingest', 'worker', 'minio', 'postgres', 'temporal']) {
+    await sleep(SETTLE_MS);
+    const c = components.get(name)!;
+    const before = load.counts();
+    c.child.kill('SIGKILL');
+    await c.exited;
+    await sleep(DOWN_MS);
+    await c.restart();
+    await ready[name]?.();
+    injected.push(name);
+    const after = load.counts();
+    console.log(
+      `faults: kill -9 ${name}, restarted after ${DOWN_MS} ms; meanwhile ${after.acked - before.acked} acknowledged, ${after.refused4xx - before.refused4xx} got 4xx, ${after.dropped - before.dropped} lost their connection`,
+    );
+    for (const [other, o] of components)
+      if (other !== name && o.child.exitCode !== null)
+        throw new Error(`${other} exited on its own (code ${o.child.exitCode}) while ${name} was down`);
+  }
+  return injected;
+}
+
+async function main(): Promise<number> {
+  const tmp = mkdtempSync(join(tmpdir(), 'mxf-faults-'));
+  let launched: LaunchedStack | undefined;
+  process.on('SIGINT', () => void launched?.stop().then(() => process.exit(130)));
+  const gmail = await startCatcher(); // Gmail, and the relay that notifications leave through
+  try {
+    const { smtpPort, ...options } = await faultsStackOptions(tmp, gmail.port);
+    launched = launchStack(options);
+    const stack = await launched.started;
+    const sql = createSql(stack.config, { max: 2, connect_timeout: 2 });
+    const worker = stack.startService('worker', 'worker.ts');
+    const ingest = stack.startService('ingest', 'ingest/main.ts');
     const ingestReady = () =>
-      waitFor('the ingest', () => tcpOpen('127.0.0.1', smtpPort!), { timeoutMs: 30_000 }).then(() => {});
-    components.set('ingest', {
-      proc: await node('ingest', 'ingest/main.ts')(),
-      restart: node('ingest', 'ingest/main.ts'),
-      ready: ingestReady,
-    });
+      waitFor('the ingest', () => tcpOpen('127.0.0.1', smtpPort), { timeoutMs: 30_000 }).then(() => {});
     await ingestReady();
+    const components = new Map<string, Component>([
+      ['postgres', stack.postgres!],
+      ['minio', stack.minio],
+      ['temporal', stack.temporal],
+      ['worker', worker],
+      ['ingest', ingest],
+    ]);
 
-    const load = startLoad(smtpPort!);
-    const injected: string[] = [];
-    for (const name of ['ingest', 'worker', 'minio', 'postgres', 'temporal']) {
-      await sleep(SETTLE_MS);
-      const c = components.get(name)!;
-      const before = load.counts();
-      c.proc.child.kill('SIGKILL');
-      await c.proc.exited;
-      await sleep(DOWN_MS);
-      c.proc = await c.restart();
-      await c.ready();
-      injected.push(name);
-      const after = load.counts();
-      console.log(
-        `faults: kill -9 ${name}, restarted after ${DOWN_MS} ms; meanwhile ${after.acked - before.acked} acknowledged, ${after.refused4xx - before.refused4xx} got 4xx, ${after.dropped - before.dropped} lost their connection`,
-      );
-      for (const [other, o] of components)
-        if (other !== name && o.proc.child.exitCode !== null)
-          throw new Error(
-            `${other} exited on its own (code ${o.proc.child.exitCode}) while ${name} was down`,
-          );
-    }
+    const load = startLoad(smtpPort);
+    const injected = await injectFaults(components, { ingest: ingestReady }, load);
     await sleep(SETTLE_MS);
     const sent = await load.stop();
     console.log(
       `faults: load stopped: ${sent.attempted} attempted, ${sent.acked} acknowledged (250), ${sent.refused4xx} refused with 4xx, ${sent.dropped} without a final reply`,
     );
-    return await verify(sql, config, gmail.caught, sent, injected);
+    return await verify(sql, stack.config, gmail.caught, sent, injected);
   } finally {
-    await stopAll();
+    await launched?.stop();
     await gmail.close();
     if (!process.env.FAULTS_KEEP) rmSync(tmp, { recursive: true, force: true });
     else console.log(`faults: logs and data kept in ${tmp}`);

@@ -1,15 +1,8 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { parseConfig } from '../src/config';
-import { startMinio } from '../src/stack/minio';
-import { ensureDatabase, startPrivatePostgres } from '../src/stack/postgres';
-import { type ManagedProcess, startTogether } from '../src/stack/process';
-import { startTemporalDevServer } from '../src/stack/temporal';
-import { createSql } from '../src/store/db';
-import { migrate } from '../src/store/migrate';
-import { createObjectStore, ensureBucket } from '../src/store/objects';
+import { type LaunchedStack, launchStack, type StackOptions } from '../src/stack';
 import { freePort } from '../test/helpers/ports';
 
 // `npm test [-- file...]`: starts what the tests need on free ports in a temporary folder (Temporal dev server,
@@ -29,14 +22,36 @@ function testFiles(args: string[]): string[] {
   return walk(join(ROOT, 'test')).sort();
 }
 
+/** In memory or fsync-off: nothing here outlives the run. On DATABASE_URL, a database of its own. */
+function stackOptions(tmp: string, ports: number[]): StackOptions {
+  const [pgPort, temporalPort, minioPort, consolePort] = ports as [number, number, number, number];
+  return {
+    dir: tmp,
+    env: {
+      ...process.env,
+      MXF_S3_ACCESS_KEY: 'mxf-test',
+      MXF_S3_SECRET_KEY: 'mxf-test-secret',
+      MXF_S3_BUCKET: 'held-mail-test',
+      TEST_STACK_TMP: tmp,
+      MXF_LOG_LEVEL: process.env.MXF_LOG_LEVEL ?? 'warn',
+    },
+    // Its name says when it was made, for whoever tidies that server.
+    postgres: process.env.DATABASE_URL
+      ? { url: process.env.DATABASE_URL, database: `mxf_test_${Date.now()}` }
+      : { port: pgPort, database: 'mxf_test', ephemeral: true },
+    temporal: { port: temporalPort },
+    minio: { port: minioPort, consolePort },
+  };
+}
+
 async function main(): Promise<number> {
   const tmp = mkdtempSync(join(tmpdir(), 'mxf-test-'));
-  const running: ManagedProcess[] = [];
+  let launched: LaunchedStack | undefined;
   let cleaned = false;
   const cleanup = async () => {
     if (cleaned) return;
     cleaned = true;
-    await Promise.all(running.map((p) => p.stop()));
+    await launched?.stop();
     rmSync(tmp, { recursive: true, force: true });
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
@@ -45,65 +60,9 @@ async function main(): Promise<number> {
 
   try {
     const started = Date.now();
-    const [pgPort, temporalPort, minioPort, consolePort] = await Promise.all([
-      freePort(),
-      freePort(),
-      freePort(),
-      freePort(),
-    ]);
-    const logs = join(tmp, 'logs');
-    mkdirSync(logs);
-
-    let databaseUrl: string;
-    if (process.env.DATABASE_URL) {
-      // A fresh database on the given server; its name says when it was made, for whoever tidies that server.
-      const name = `mxf_test_${Date.now()}`;
-      await ensureDatabase(process.env.DATABASE_URL, name);
-      const url = new URL(process.env.DATABASE_URL);
-      url.pathname = `/${name}`;
-      databaseUrl = url.toString();
-    } else {
-      const pg = await startPrivatePostgres({
-        dir: join(tmp, 'postgres'),
-        port: pgPort,
-        logFile: join(logs, 'postgres.log'),
-        ephemeral: true,
-      });
-      running.push(pg);
-      await ensureDatabase(pg.url('postgres'), 'mxf_test');
-      databaseUrl = pg.url('mxf_test');
-    }
-    const env = {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
-      TEMPORAL_NAMESPACE: 'default',
-      MXF_S3_ENDPOINT: `http://127.0.0.1:${minioPort}`,
-      MXF_S3_ACCESS_KEY: 'mxf-test',
-      MXF_S3_SECRET_KEY: 'mxf-test-secret',
-      MXF_S3_BUCKET: 'held-mail-test',
-      TEST_STACK_TMP: tmp,
-      MXF_LOG_LEVEL: process.env.MXF_LOG_LEVEL ?? 'warn',
-    };
-    const config = parseConfig(env);
-    await startTogether(running, [
-      startTemporalDevServer({
-        port: temporalPort,
-        namespace: 'default',
-        logFile: join(logs, 'temporal.log'),
-      }),
-      startMinio({
-        dir: join(tmp, 'minio'),
-        port: minioPort,
-        consolePort,
-        accessKey: config.s3.accessKey,
-        secretKey: config.s3.secretKey,
-        logFile: join(logs, 'minio.log'),
-      }),
-    ]);
-    await ensureBucket(createObjectStore(config), config);
-    const sql = createSql(config, { max: 1 });
-    await migrate(sql).finally(() => sql.end());
+    const ports = await Promise.all(Array.from({ length: 4 }, freePort));
+    launched = launchStack(stackOptions(tmp, ports));
+    const { env } = await launched.started;
     console.log(`[test] stack up in ${((Date.now() - started) / 1000).toFixed(1)} s (${tmp})`);
 
     const files = testFiles(process.argv.slice(2));

@@ -171,3 +171,27 @@ export async function startTogether<T extends ManagedProcess[]>(
   if (failed) throw (failed as PromiseRejectedResult).reason;
   return results.map((r) => (r as PromiseFulfilledResult<ManagedProcess>).value) as T;
 }
+
+/** A managed process that can be started again in its place (the fault suite kills components and restarts them). */
+export interface Component extends ManagedProcess {
+  /** Stops it if it still runs, then starts it again with the same options. */
+  restart(): Promise<void>;
+}
+
+export function restartable(first: ManagedProcess, start: () => Promise<ManagedProcess>): Component {
+  let current = first;
+  return {
+    name: first.name,
+    get child() {
+      return current.child;
+    },
+    get exited() {
+      return current.exited;
+    },
+    stop: () => current.stop(),
+    async restart() {
+      await current.stop();
+      current = await start();
+    },
+  };
+}
