@@ -85,6 +85,10 @@ test('a forward whose relay refuses connections names the error and the next att
       const shown = outageDetail(failing.json);
       assert.match(shown, /forward to office\.backup@gmail\.example\s+yes\s+0\s+0/);
       assert.match(shown, /ECONNREFUSED/, `mxf outages show names the error:\n${shown}`);
+      // The Web UI shows the workflow's current details, read through the same built-in metadata query.
+      const handle = temporal.client.workflow.getHandle(outageWorkflowId(runbook.id));
+      const metadata = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+      assert.match(metadata.currentDetails ?? '', /\*\*failing\*\* since .*ECONNREFUSED.*next attempt 20/);
 
       relay = await startCatcher({ port: relayPort });
       const recovered = await eventually(
