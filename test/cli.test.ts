@@ -68,3 +68,23 @@ test('mxf runbooks check: 0 for the checked-in runbooks, 1 with file:line for a 
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /broken\.yaml:\d+:\d+: /);
 });
+
+test('mxf usage: help exits 0, and a usage error (unknown command, missing or extra argument, an option that command does not take) exits 2', async () => {
+  const help = await mxf(['--help']);
+  assert.equal(help.code, 0);
+  for (const command of ['customers', 'outages list', 'instruct <outage> redirect', 'tokens revoke <name>'])
+    assert.ok(help.stdout.includes(`  ${command}`), command);
+  for (const args of [
+    [],
+    ['outages', 'frobnicate'],
+    ['outages', 'show'],
+    ['outages', 'show', 'harborview-law', 'extra'],
+    ['customers', '--to', 'someone@example.com'],
+    ['instruct', 'harborview-law', 'hold', '--bogus'],
+  ]) {
+    const r = await mxf(args);
+    assert.equal(r.code, 2, `mxf ${args.join(' ')}: ${r.stderr}`);
+  }
+  const misplaced = await mxf(['audit', '--ids']);
+  assert.match(misplaced.stderr, /^mxf: audit: Unknown option '--ids'/);
+});

@@ -1,0 +1,382 @@
+import { resolve } from 'node:path';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import type { AuditEvent } from '../api/audit';
+import { roleSchema, tokenNameSchema } from '../api/auth';
+import type { CustomersResponse } from '../api/customers';
+import type { MessageDetail, MessagePage } from '../api/messages';
+import type { OutageSummary } from '../api/outage-lookup';
+import type { Config } from '../config';
+import { checkRunbooks } from '../runbooks/check';
+import { type ApiTarget, request } from './api-client';
+import { type OutageView, outageDetail, outageLine, outagesTable, table, when } from './render';
+import { tokensCommand } from './tokens';
+
+// mxf's commands, one entry each: the words that name it, its lines of the usage text, the options it takes, and
+// what it does with its own arguments. Adding a command is adding an entry; mxf.ts only finds and runs it.
+
+export class UsageError extends Error {}
+
+/** What every command may use: where the API is, and how to print (a table for people, or --json). */
+export interface CommandContext {
+  config: Config;
+  api: ApiTarget;
+  out: (text: string, json: unknown) => void;
+}
+
+type OptionSpecs = NonNullable<ParseArgsConfig['options']>;
+
+/** Options every command takes. */
+export const GLOBAL_OPTIONS = {
+  api: { type: 'string' },
+  token: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies OptionSpecs;
+
+type Values<O extends OptionSpecs> = ReturnType<
+  typeof parseArgs<{ options: O & typeof GLOBAL_OPTIONS; allowPositionals: true }>
+>['values'];
+
+export interface Command {
+  /** The words that name it, e.g. "outages list". */
+  name: string;
+  usage: string[];
+  options: OptionSpecs;
+  /** Its arguments and options, from the whole command line; a usage error for anything it does not take. */
+  run(ctx: CommandContext, argv: string[]): Promise<number>;
+}
+
+function command<const O extends OptionSpecs>(spec: {
+  name: string;
+  usage: string[];
+  options: O;
+  /** How many words may follow the name. */
+  maxArgs: number;
+  run(ctx: CommandContext, args: string[], opts: Values<O>): Promise<number>;
+}): Command {
+  return {
+    name: spec.name,
+    usage: spec.usage,
+    options: spec.options,
+    run(ctx, argv) {
+      let parsed: ReturnType<typeof parseArgs>;
+      try {
+        parsed = parseArgs({
+          args: argv,
+          options: { ...GLOBAL_OPTIONS, ...spec.options },
+          allowPositionals: true,
+          strict: true,
+        });
+      } catch (err) {
+        throw new UsageError(`${spec.name}: ${(err as Error).message}`);
+      }
+      const args = parsed.positionals.slice(spec.name.split(' ').length);
+      if (args.length > spec.maxArgs)
+        throw new UsageError(`${spec.name}: unexpected argument ${args[spec.maxArgs]}`);
+      return spec.run(ctx, args, parsed.values as Values<O>);
+    },
+  };
+}
+
+function query(params: Record<string, string | undefined>): string {
+  const entries = Object.entries(params).filter((e): e is [string, string] => e[1] !== undefined);
+  return entries.length ? `?${new URLSearchParams(entries)}` : '';
+}
+
+const need = (value: string | undefined, what: string): string => {
+  if (!value) throw new UsageError(`missing ${what}`);
+  return value;
+};
+const seg = (value: string | undefined, what: string) => encodeURIComponent(need(value, what));
+
+const customers = command({
+  name: 'customers',
+  usage: [
+    'customers                                   customers (runbooks), their held mail and active outage',
+  ],
+  options: {},
+  maxArgs: 0,
+  async run({ api, out }) {
+    const r = await request<CustomersResponse>(api, 'GET', '/api/customers');
+    const rows = r.customers.map((c) => [
+      c.id,
+      c.name,
+      c.domains.join(', '),
+      c.heldMessages,
+      c.activeOutage?.id,
+      c.activeOutage?.phase,
+    ]);
+    out(table(['CUSTOMER', 'NAME', 'DOMAINS', 'HELD', 'OUTAGE', 'PHASE'], rows), r);
+    return 0;
+  },
+});
+
+const outagesList = command({
+  name: 'outages list',
+  usage: ['outages list [--state active|resolved|all] [--customer ID]'],
+  options: { state: { type: 'string' }, customer: { type: 'string' } },
+  maxArgs: 0,
+  async run({ api, out }, _args, opts) {
+    const path = `/api/outages${query({ state: opts.state, customer: opts.customer })}`;
+    const r = await request<{ outages: OutageSummary[] }>(api, 'GET', path);
+    out(outagesTable(r.outages), r);
+    return 0;
+  },
+});
+
+const outagesShow = command({
+  name: 'outages show',
+  usage: [
+    'outages show <outage>                       phase, counts, probes, notifications, calls, instructions',
+  ],
+  options: {},
+  maxArgs: 1,
+  async run({ api, out }, [outage]) {
+    const r = await request<OutageView>(api, 'GET', `/api/outages/${seg(outage, 'the outage id')}`);
+    out(outageDetail(r), r);
+    return 0;
+  },
+});
+
+const outagesDeclare = command({
+  name: 'outages declare',
+  usage: ['outages declare <customer> [--note TEXT]    declare an outage by hand (the customer called)'],
+  options: { note: { type: 'string' } },
+  maxArgs: 1,
+  async run({ api, out }, [customer], opts) {
+    const path = `/api/customers/${seg(customer, 'the customer id')}/outages`;
+    const r = await request<OutageView>(api, 'POST', path, { note: opts.note });
+    out(`declared. ${outageLine(r)}`, r);
+    return 0;
+  },
+});
+
+const instruct = command({
+  name: 'instruct',
+  usage: [
+    'instruct <outage> hold|restore|resolve [--note TEXT]',
+    'instruct <outage> forward --to ADDRESS [--to ADDRESS ...] [--note TEXT]',
+    'instruct <outage> redirect --host HOST [--port 25] [--require-tls] [--note TEXT]',
+  ],
+  options: {
+    note: { type: 'string' },
+    to: { type: 'string', multiple: true },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'require-tls': { type: 'boolean' },
+  },
+  maxArgs: 2,
+  async run({ api, out }, [outage, action], opts) {
+    const body: Record<string, unknown> = {
+      action: need(action, 'the action: hold, forward, redirect, restore or resolve'),
+      note: opts.note,
+    };
+    if (action === 'forward') body.to = opts.to ?? [];
+    if (action === 'redirect') {
+      body.host = opts.host;
+      if (opts.port) body.port = Number(opts.port);
+      body.requireTls = opts['require-tls'] ?? false;
+    }
+    const path = `/api/outages/${seg(outage, 'the outage id')}/instructions`;
+    const r = await request<OutageView>(api, 'POST', path, body);
+    out(outageLine(r), r);
+    return 0;
+  },
+});
+
+const call = command({
+  name: 'call',
+  usage: ['call <outage> reached|no-answer|voicemail|wrong-number [--task ID] [--note TEXT]'],
+  options: { task: { type: 'string' }, note: { type: 'string' } },
+  maxArgs: 2,
+  async run({ api, out }, [outage, outcome], opts) {
+    const body = {
+      outcome: need(outcome, 'the outcome: reached, no-answer, voicemail or wrong-number'),
+      taskId: opts.task,
+      note: opts.note,
+    };
+    const r = await request<OutageView>(
+      api,
+      'POST',
+      `/api/outages/${seg(outage, 'the outage id')}/calls`,
+      body,
+    );
+    const closed = [...r.callTasks].reverse().find((t) => t.outcome);
+    out(`${closed?.id ?? 'call'} recorded: ${closed?.outcome ?? outcome}. ${outageLine(r)}`, r);
+    return 0;
+  },
+});
+
+const messagesList = command({
+  name: 'messages list',
+  usage: [
+    'messages list <outage> [--status held|delivered|failed] [--recipient TEXT] [--sender TEXT]',
+    '                       [--since ISO] [--until ISO] [--limit N] [--cursor ID] [--ids]',
+  ],
+  options: {
+    status: { type: 'string' },
+    recipient: { type: 'string' },
+    sender: { type: 'string' },
+    since: { type: 'string' },
+    until: { type: 'string' },
+    limit: { type: 'string' },
+    cursor: { type: 'string' },
+    ids: { type: 'boolean' },
+  },
+  maxArgs: 1,
+  async run({ api, out }, [outage], opts) {
+    const { status, recipient, sender, since, until, limit, cursor } = opts;
+    const filter = query({ status, recipient, sender, since, until, limit, cursor });
+    const path = `/api/outages/${seg(outage, 'the outage id')}/messages${filter}`;
+    const r = await request<MessagePage>(api, 'GET', path);
+    if (opts.ids) {
+      const ids = r.messages.map((m) => m.id);
+      out(ids.join('\n'), ids);
+      return 0;
+    }
+    const text = table(
+      ['ID', 'RECEIVED', 'FROM', 'SUBJECT', 'RECIPIENTS'],
+      r.messages.map((m) => [
+        m.id,
+        when(m.receivedAt),
+        m.envelopeFrom || '<>',
+        (m.subject ?? '').slice(0, 50),
+        m.recipients.map((x) => `${x.address} (${x.status})`).join(', '),
+      ]),
+    );
+    out(r.nextCursor ? `${text}\nmore: --cursor ${r.nextCursor}` : text, r);
+    return 0;
+  },
+});
+
+const messagesShow = command({
+  name: 'messages show',
+  usage: ['messages show <id>                          headers, text and attachments (audited)'],
+  options: {},
+  maxArgs: 1,
+  async run({ api, out }, [id]) {
+    const m = await request<MessageDetail>(api, 'GET', `/api/messages/${seg(id, 'the message id')}`);
+    out(messageText(m), m);
+    return 0;
+  },
+});
+
+function messageText(m: MessageDetail): string {
+  const c = m.content;
+  return [
+    `Message      ${m.id} (queue id ${m.queueId}), ${m.sizeBytes} bytes, received ${when(m.receivedAt)}`,
+    `Envelope     from <${m.envelopeFrom}> to ${m.recipients.map((r) => `<${r.address}>`).join(', ')}`,
+    `Client       ${m.clientIp} (${m.helo})${m.tls ? `, ${m.tls}` : ''}`,
+    `From         ${c.from ?? '-'}`,
+    `To           ${c.to ?? '-'}`,
+    `Subject      ${c.subject ?? '-'}`,
+    `Date         ${c.date ?? '-'}`,
+    '',
+    c.text ?? '(no text part)',
+    '',
+    'Attachments',
+    table(
+      ['FILENAME', 'TYPE', 'BYTES'],
+      c.attachments.map((a) => [a.filename, a.contentType, a.size]),
+    ),
+  ].join('\n');
+}
+
+const messagesRaw = command({
+  name: 'messages raw',
+  usage: ['messages raw <id>                           the message as accepted, to stdout (audited)'],
+  options: {},
+  maxArgs: 1,
+  async run({ api }, [id]) {
+    const path = `/api/messages/${seg(id, 'the message id')}/raw`;
+    process.stdout.write(await request<Buffer>(api, 'GET', path, undefined, { binary: true }));
+    return 0;
+  },
+});
+
+const audit = command({
+  name: 'audit',
+  usage: ['audit [--customer ID] [--actor NAME] [--action NAME] [--limit N]'],
+  options: {
+    customer: { type: 'string' },
+    actor: { type: 'string' },
+    action: { type: 'string' },
+    limit: { type: 'string' },
+  },
+  maxArgs: 0,
+  async run({ api, out }, _args, { customer, actor, action, limit }) {
+    const r = await request<{ events: AuditEvent[] }>(
+      api,
+      'GET',
+      `/api/audit${query({ customer, actor, action, limit })}`,
+    );
+    const rows = r.events.map((e) => [
+      when(e.at),
+      e.actor,
+      e.action,
+      e.target,
+      `${e.outcome} (${e.statusCode ?? '-'})`,
+    ]);
+    out(table(['AT', 'ACTOR', 'ACTION', 'TARGET', 'OUTCOME'], rows), r);
+    return 0;
+  },
+});
+
+const runbooksCheck = command({
+  name: 'runbooks check',
+  usage: ['runbooks check [folder]'],
+  options: {},
+  maxArgs: 1,
+  run: ({ config }, [folder]) => checkRunbooks(resolve(folder ?? config.runbooksDir)),
+});
+
+function tokenName(text: string | undefined): string {
+  const name = tokenNameSchema.safeParse(text);
+  if (!name.success) throw new UsageError(`token name: ${name.error.issues[0]?.message}`);
+  return name.data;
+}
+
+const tokensCreate = command({
+  name: 'tokens create',
+  usage: ['tokens create <name> viewer|operator|admin [--replace]   prints the token once'],
+  options: { replace: { type: 'boolean' } },
+  maxArgs: 2,
+  run({ config }, [name, role], opts) {
+    const create = tokenName(name);
+    const parsedRole = roleSchema.safeParse(role);
+    if (!parsedRole.success) throw new UsageError('the role must be viewer, operator or admin');
+    return tokensCommand(config, { create, role: parsedRole.data, replace: opts.replace ?? false });
+  },
+});
+
+const tokensRevoke = command({
+  name: 'tokens revoke',
+  usage: ['tokens revoke <name>'],
+  options: {},
+  maxArgs: 1,
+  run: ({ config }, [name]) => tokensCommand(config, { revoke: tokenName(name) }),
+});
+
+/** In the order of the usage text. */
+export const COMMANDS: Command[] = [
+  customers,
+  outagesList,
+  outagesShow,
+  outagesDeclare,
+  instruct,
+  call,
+  messagesList,
+  messagesShow,
+  messagesRaw,
+  audit,
+  runbooksCheck,
+  tokensCreate,
+  tokensRevoke,
+];
+
+/** The command named by the first words on the command line. */
+export function findCommand(words: string[]): Command {
+  const found = COMMANDS.find((c) => c.name.split(' ').every((w, i) => words[i] === w));
+  if (!found) throw new UsageError(`unknown command: ${words.join(' ')}`);
+  return found;
+}
