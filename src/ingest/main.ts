@@ -4,11 +4,8 @@ import { loadConfigOrExit } from '../config';
 import { createLogger } from '../log';
 import { loadRunbooksOrExit } from '../runbooks/load';
 import { createSql } from '../store/db';
-import { BodyWriter, createObjectStore } from '../store/objects';
-import { Doorbell } from './doorbell';
-import { createIngestMetrics } from './metrics';
-import { startReconciler } from './reconciler';
-import { createSmtpServer } from './smtp';
+import { createObjectStore } from '../store/objects';
+import { buildIngest } from './build';
 import { loadTls } from './tls';
 
 async function main() {
@@ -19,30 +16,23 @@ async function main() {
   const sql = createSql(config, {
     connection: { statement_timeout: 15_000, idle_in_transaction_session_timeout: 15_000 },
   });
-  const objects = createObjectStore(config);
-  const metrics = createIngestMetrics();
   // Lazy: ingest depends only on storage, so it starts and accepts mail while Temporal is unreachable.
   const client = new Client({
     connection: Connection.lazy({ address: config.temporal.address }),
     namespace: config.temporal.namespace,
   });
-  const doorbell = new Doorbell({ client, config, runbooks, log, metrics });
-  const stopReconciler = startReconciler({ sql, objects, config, log, doorbell });
-  const server = createSmtpServer({
+  const ingest = buildIngest({
     config,
     runbooks,
     log,
     sql,
-    bodies: new BodyWriter(objects, config.s3.bucket),
-    metrics,
+    objects: createObjectStore(config),
     tls: await loadTls(config, log),
-    ring: (customerId) => doorbell.ring(customerId),
+    ring: client,
+    reconcile: true,
   });
-  server.on('error', (err) => log.error({ err }, 'smtp server error'));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.smtp.port, config.smtp.host, () => resolve());
-  });
+  const { metrics } = ingest;
+  await ingest.listen(config.smtp.port, config.smtp.host);
   // Each ingest node is its own Prometheus target, on the ops interface next to the API.
   const metricsServer = createServer((req, res) => {
     if (req.url !== '/metrics') return res.writeHead(404).end();
@@ -61,15 +51,11 @@ async function main() {
   );
 
   const stop = () => {
-    stopReconciler();
-    doorbell.close();
     metricsServer.close();
-    // smtp-server lets sessions in DATA finish, then answers 421 to the rest after closeTimeout.
-    server.close(() => {
-      void Promise.allSettled([sql.end({ timeout: 5 }), client.connection.close()]).then(() =>
-        process.exit(0),
-      );
-    });
+    void ingest
+      .close()
+      .then(() => Promise.allSettled([sql.end({ timeout: 5 }), client.connection.close()]))
+      .then(() => process.exit(0));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -7,11 +7,11 @@ import { generate } from 'selfsigned';
 import { parse } from 'yaml';
 import type { Config } from '../../src/config';
 import { type Runbook, runbookSchema } from '../../src/domain/runbook';
-import { Doorbell } from '../../src/ingest/doorbell';
-import { createIngestMetrics } from '../../src/ingest/metrics';
-import { createSmtpServer } from '../../src/ingest/smtp';
+import { buildIngest } from '../../src/ingest/build';
+import type { Doorbell } from '../../src/ingest/doorbell';
+import type { IngestMetrics } from '../../src/ingest/metrics';
 import { createSql, type Sql } from '../../src/store/db';
-import { BodyWriter, createObjectStore, type ObjectStore, readBody } from '../../src/store/objects';
+import { createObjectStore, type ObjectStore, readBody } from '../../src/store/objects';
 import { freePort } from './ports';
 import { testConfig } from './stack';
 
@@ -38,7 +38,7 @@ export interface TestIngest {
   sql: Sql;
   objects: ObjectStore;
   rings: string[];
-  metrics: ReturnType<typeof createIngestMetrics>;
+  metrics: IngestMetrics;
   doorbell?: Doorbell;
   close(): Promise<void>;
 }
@@ -54,7 +54,6 @@ export async function startIngest(
   const config = testConfig({ MXF_HOSTNAME: 'mx.failover.test', ...opts.env });
   const sql = createSql(config, { connect_timeout: 2, connection: { statement_timeout: 5_000 } });
   const objects = createObjectStore(config);
-  const metrics = createIngestMetrics();
   tlsPair ??= await generate([{ name: 'commonName', value: 'mx.failover.test' }], { keySize: 2048 }).then(
     (p) => ({
       key: p.private,
@@ -62,31 +61,27 @@ export async function startIngest(
     }),
   );
   const rings: string[] = [];
-  const log = pino({ level: process.env.TEST_INGEST_LOG ?? 'silent' });
-  const doorbell = opts.temporal && new Doorbell({ client: opts.temporal, config, runbooks, log, metrics });
-  const server = createSmtpServer({
+  const ingest = buildIngest({
     config,
     runbooks,
-    log,
+    log: pino({ level: process.env.TEST_INGEST_LOG ?? 'silent' }),
     sql,
-    bodies: new BodyWriter(objects, config.s3.bucket),
-    metrics,
+    objects,
     tls: tlsPair!,
-    ring: doorbell ? (id) => doorbell.ring(id) : (id) => rings.push(id),
+    ring: opts.temporal ?? ((id) => rings.push(id)),
   });
   const port = await freePort();
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  await ingest.listen(port, '127.0.0.1');
   return {
     port,
     config,
     sql,
     objects,
     rings,
-    metrics,
-    doorbell,
+    metrics: ingest.metrics,
+    doorbell: ingest.doorbell,
     async close() {
-      doorbell?.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await ingest.close();
       await sql.end({ timeout: 1 });
     },
   };
