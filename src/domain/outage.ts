@@ -98,11 +98,9 @@ export type CallRecord = z.infer<typeof callRecordSchema>;
 export const declarationSchema = z.object({ ...actorShape, ...requestMetaShape });
 export type Declaration = z.infer<typeof declarationSchema>;
 
-export { formatOutageId as outageIdOf, outageIdSchema } from './outage-id';
-
 /** The workflow's state: what the status query returns, and what continue-as-new carries. Plain JSON only. */
 export interface OutageStatus {
-  /** See outageIdOf. Optional only in state carried from runs older than the ops API. */
+  /** See formatOutageId (outage-id.ts). Optional only in state carried from runs older than the ops API. */
   outageId?: string;
   customerId: string;
   startedAt?: string;

@@ -16,10 +16,10 @@ import {
   type OutagePhase,
   type OutageStatus,
   type OutageWorkflow,
-  outageIdOf,
   phaseOf,
   targetOf,
 } from '../domain/outage';
+import { formatOutageId } from '../domain/outage-id';
 import { durationMs, type Runbook } from '../domain/runbook';
 import {
   customerIdKey,
@@ -178,7 +178,7 @@ export class OutageRun {
 function carriedOrNew(input: OutageInput): OutageStatus {
   const { firstExecutionRunId, runStartTime } = workflowInfo();
   const s: OutageStatus = input.carried ?? {
-    outageId: outageIdOf(input.customerId, firstExecutionRunId),
+    outageId: formatOutageId(input.customerId, firstExecutionRunId),
     customerId: input.customerId,
     startedAt: new Date().toISOString(),
     declaredBy: null,
@@ -201,7 +201,7 @@ function carriedOrNew(input: OutageInput): OutageStatus {
     appliedRequestIds: [],
   };
   // State carried from a run older than these fields gets them now; the first run id is the same in every run.
-  s.outageId ??= outageIdOf(input.customerId, firstExecutionRunId);
+  s.outageId ??= formatOutageId(input.customerId, firstExecutionRunId);
   s.deliveries ??= [];
   // For an older carried state, the earliest moment it knows of (this run's start is later than the outage's).
   s.startedAt ??= [s.firstFailureAt, s.declaredAt, s.history[0]?.at, runStartTime.toISOString()]
