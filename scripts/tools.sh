@@ -61,6 +61,35 @@ install_tool() { # name module package version
   say "$name $version: installed in .tools/bin"
 }
 
+# Debian packages the service, its tests and its benches use. Installed when missing and we may (root with
+# apt-get); otherwise the one line to run is printed and setup fails, since the tests cannot pass without them.
+debian_packages_missing() {
+  local missing=()
+  command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+  perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
+  # Postfix is the bench's yardstick and smtp-source its load generator.
+  [[ -x /usr/sbin/postfix && -x /usr/sbin/smtp-source ]] || missing+=(postfix)
+  if [[ -z "${DATABASE_URL:-}" ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 &&
+    ! command -v initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+  fi
+  echo "${missing[@]}"
+}
+
+read -r -a missing <<<"$(debian_packages_missing)"
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "mx-failover setup: installing Debian packages: ${missing[*]}" >&2
+    # "No configuration": Postfix installed for the bench must not start a system MTA or touch /etc/postfix/main.cf.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null ||
+      fail "apt-get could not install ${missing[*]}"
+  else
+    fail "Debian packages missing: ${missing[*]}. Run: sudo apt-get install -y --no-install-recommends ${missing[*]}"
+  fi
+fi
+
 command -v go >/dev/null 2>&1 || fail "Go is not installed (needed once, to build the Temporal CLI and MinIO). Install Go >= 1.25."
 
 # A private PostgreSQL cluster is made with initdb unless DATABASE_URL points at a server.
