@@ -5,27 +5,40 @@ export interface Caught {
   from: string;
   to: string[];
   raw: Buffer;
+  /** When the server had the whole message (Date.now()), for tests that measure a pace or a schedule. */
+  at: number;
+}
+
+export interface CatcherOptions {
+  refuse?: (rcpt: string) => number | undefined;
+  port?: number;
+  /**
+   * Runs before the server answers a RCPT or the final dot of DATA, and the answer waits for it: a test can stall
+   * the server or kill the client at one precise moment. `index` counts the messages kept before this one. At
+   * 'data' this message is already kept: the remote has accepted it, whether or not its 250 is ever read.
+   */
+  beforeReply?: (stage: 'rcpt' | 'data', index: number) => Promise<void> | void;
 }
 
 /**
  * A local SMTP server standing in for a real one (the customer's primary MX, Gmail): it keeps what it accepts.
  * `refuse` answers a recipient with a code of our choosing (550 permanent, 450 temporary).
  */
-export async function startCatcher(
-  opts: { refuse?: (rcpt: string) => number | undefined; port?: number; rcptDelayMs?: number } = {},
-) {
+export async function startCatcher(opts: CatcherOptions = {}) {
   const caught: Caught[] = [];
+  // A hook that throws fails the test (an unhandled rejection); the server answers anyway, so no session hangs.
+  const hooked = async (stage: 'rcpt' | 'data') => {
+    await opts.beforeReply?.(stage, caught.length - (stage === 'data' ? 1 : 0));
+  };
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['AUTH', 'STARTTLS'],
     logger: false,
     onRcptTo(address, _session, callback) {
       const code = opts.refuse?.(address.address);
-      const answer = () =>
-        code ? callback(Object.assign(new Error('refused by test'), { responseCode: code })) : callback();
-      // A slow server: most of each delivery's time is spent before DATA, where a dead client delivers nothing.
-      if (opts.rcptDelayMs) setTimeout(answer, opts.rcptDelayMs);
-      else answer();
+      hooked('rcpt').finally(() =>
+        code ? callback(Object.assign(new Error('refused by test'), { responseCode: code })) : callback(),
+      );
     },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
@@ -35,8 +48,9 @@ export async function startCatcher(
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
           raw: Buffer.concat(chunks),
+          at: Date.now(),
         });
-        callback();
+        hooked('data').finally(() => callback());
       });
     },
   });
@@ -46,3 +60,7 @@ export async function startCatcher(
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return { port, caught, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
+
+/** The Message-ID of each message caught, in arrival order: which message arrived, and how often. */
+export const messageIdsOf = (caught: Caught[]) =>
+  caught.map((m) => /Message-ID: <([^>]+)>/i.exec(m.raw.toString())?.[1] ?? '');

@@ -1,0 +1,55 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Sql } from '../../src/store/db';
+import { commitHeldMessage } from '../../src/store/messages';
+import { BodyWriter, createObjectStore } from '../../src/store/objects';
+import { heldMessage } from './fixtures';
+import { testConfig } from './stack';
+
+/** A backlog held as ingest holds it (bodies in MinIO, rows in PostgreSQL), without going through SMTP. */
+export interface Backlog {
+  /** Message-ID header of each message, in arrival order. */
+  messageIds: string[];
+  /** Message-ID header by held_message id, to tell which message the ledger records. */
+  byRowId: Map<string, string>;
+}
+
+/**
+ * Holds `count` small messages for `recipients`, each with its own Message-ID, in arrival order. Bodies go up a
+ * few at a time so that BodyWriter packs them into shared segments, as it does under load.
+ */
+export async function holdBacklog(
+  sql: Sql,
+  customerId: string,
+  recipients: string[],
+  count: number,
+): Promise<Backlog> {
+  const config = testConfig();
+  const bodies = new BodyWriter(createObjectStore(config), config.s3.bucket);
+  const messageIds = Array.from({ length: count }, (_, i) => `backlog-${i}-${randomUUID()}@test`);
+  const stored = [];
+  const AT_ONCE = 25;
+  for (let start = 0; start < count; start += AT_ONCE) {
+    const group = messageIds.slice(start, start + AT_ONCE).map(async (messageId, i) => {
+      const raw = Buffer.from(`Subject: backlog ${start + i}\r\nMessage-ID: <${messageId}>\r\n\r\nheld\r\n`);
+      const ref = await bodies.put(`held/test/${randomUUID()}.eml`, Readable.from([raw]), 1 << 20);
+      return { ref, sha256: createHash('sha256').update(raw).digest('hex') };
+    });
+    stored.push(...(await Promise.all(group)));
+  }
+  const byRowId = new Map<string, string>();
+  // Committed one by one, in order: the ledger and delivery follow the row ids.
+  for (const [i, { ref, sha256 }] of stored.entries()) {
+    const id = await commitHeldMessage(
+      sql,
+      heldMessage(customerId, recipients, {
+        objectKey: ref.objectKey,
+        bodyOffset: ref.offset,
+        sizeBytes: ref.length,
+        sha256,
+      }),
+    );
+    byRowId.set(String(id), messageIds[i]!);
+  }
+  return { messageIds, byRowId };
+}
