@@ -19,7 +19,7 @@ import { searchableHeaders } from './headers';
 import type { IngestMetrics, RejectReason } from './metrics';
 import { newQueueId, objectKeyFor, receivedHeader, tlsDescription } from './received';
 import { replies, SmtpReply } from './replies';
-import type { GreetPauseOption } from './smtp-server-patches';
+import type { PatchOptions } from './smtp-server-patches';
 import './smtp-server-patches';
 
 export interface IngestDeps {
@@ -119,10 +119,12 @@ export function createSmtpServer(deps: IngestDeps): SMTPServer {
 }
 
 /** How the listener behaves, apart from what it does with each command. */
-function listenerOptions(deps: IngestDeps): SMTPServerOptions & GreetPauseOption & { noDelay: boolean } {
+function listenerOptions(deps: IngestDeps): SMTPServerOptions & PatchOptions & { noDelay: boolean } {
   const { config } = deps;
   return {
     greetPauseMs: config.smtp.greetPauseMs,
+    // smtp-server answers a declared SIZE over the limit itself (552 5.3.4); we only count it.
+    onDeclaredOversize: () => deps.metrics.rejected.inc({ reason: 'oversize' }),
     // smtp-server hands its options to net.createServer. Without TCP_NODELAY, Nagle's algorithm holds back a
     // reply written in two pieces until the client's delayed ACK (40 ms), several times per message.
     noDelay: true,
