@@ -1,0 +1,129 @@
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Component } from '../src/stack/process';
+import type { Load } from './faults-load';
+import type { Mailbox } from './faults-mailbox';
+
+// kill -9 of each component in turn, under load, with the evidence the verdict needs: that the kill hit a live
+// process (its pid, alive right before, and dead of our SIGKILL), when it happened, and when the service was back
+// (the first 250 and the first forwarded copy after the restart). The next fault waits for that recovery, so each
+// row of the table shows one fault's effect, not the tail of the previous one's.
+
+export const FAULT_KINDS = ['ingest', 'worker', 'minio', 'postgres', 'temporal'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface Fault {
+  kind: FaultKind;
+  /** Its phase: from here until the next fault's phaseFrom (or the end of the load). */
+  phaseFrom: number;
+  pid?: number;
+  /** The pid existed, was not a zombie and had not exited, right before the kill. */
+  aliveBeforeKill: boolean;
+  /** The signal that ended it ("SIGKILL" when our kill did), or how it exited. */
+  endedBy: string;
+  killedAt: number;
+  /** Restarted and answering again. */
+  readyAt: number;
+  newPid?: number;
+  /** The first 250 that a sender got after readyAt. */
+  firstAckAt?: number;
+  /** The first copy the forward mailbox accepted after readyAt. */
+  firstCopyAt?: number;
+}
+
+export const hitLiveProcess = (f: Fault) => f.aliveBeforeKill && f.endedBy === 'SIGKILL';
+
+export interface InjectOptions {
+  settleMs: number;
+  downMs: number;
+  recoveryTimeoutMs: number;
+  forwardTo: string;
+}
+
+/** Alive in the kernel's eyes: the pid answers signal 0 and is not a zombie waiting to be reaped. */
+function isAlive(c: Component): boolean {
+  const { pid, exitCode, signalCode } = c.child;
+  if (pid === undefined || exitCode !== null || signalCode !== null) return false;
+  try {
+    process.kill(pid, 0);
+    // /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces and parentheses, so read after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function killAndRestart(
+  kind: FaultKind,
+  c: Component,
+  ready: (() => Promise<void>) | undefined,
+  phaseFrom: number,
+  downMs: number,
+): Promise<Fault> {
+  const pid = c.child.pid;
+  const aliveBeforeKill = isAlive(c);
+  const killedAt = performance.now();
+  if (pid !== undefined) process.kill(pid, 'SIGKILL');
+  await c.exited;
+  const endedBy = c.child.signalCode ?? `exit code ${c.child.exitCode}`;
+  await sleep(downMs);
+  await c.restart();
+  await ready?.();
+  return {
+    kind,
+    phaseFrom,
+    pid,
+    aliveBeforeKill,
+    endedBy,
+    killedAt,
+    readyAt: performance.now(),
+    newPid: c.child.pid,
+  };
+}
+
+/** Waits until senders get 250s again and the forward mailbox receives copies again, or the timeout passes. */
+async function awaitRecovery(fault: Fault, load: Load, mailbox: Mailbox, opts: InjectOptions) {
+  const deadline = fault.readyAt + opts.recoveryTimeoutMs;
+  while (performance.now() < deadline) {
+    fault.firstAckAt ??= load.sent.find((m) => m.outcome === 'acked' && m.endedAt > fault.readyAt)?.endedAt;
+    fault.firstCopyAt ??= mailbox.copies.find(
+      (c) => c.at > fault.readyAt && c.to.includes(opts.forwardTo),
+    )?.at;
+    if (fault.firstAckAt !== undefined && fault.firstCopyAt !== undefined) return;
+    await sleep(200);
+  }
+}
+
+const seconds = (ms: number | undefined) => (ms === undefined ? 'never' : `${(ms / 1000).toFixed(1)} s`);
+
+export async function injectFaults(
+  components: Map<FaultKind, Component>,
+  ready: Partial<Record<FaultKind, () => Promise<void>>>,
+  load: Load,
+  mailbox: Mailbox,
+  opts: InjectOptions,
+): Promise<Fault[]> {
+  const faults: Fault[] = [];
+  for (const kind of FAULT_KINDS) {
+    const phaseFrom = performance.now();
+    await sleep(opts.settleMs);
+    const c = components.get(kind)!;
+    const fault = await killAndRestart(kind, c, ready[kind], phaseFrom, opts.downMs);
+    faults.push(fault);
+    await awaitRecovery(fault, load, mailbox, opts);
+    console.log(
+      `faults: kill -9 ${kind} (pid ${fault.pid}, ${fault.aliveBeforeKill ? 'alive' : 'NOT ALIVE'} before, ended by ${fault.endedBy}); ` +
+        `restarted as pid ${fault.newPid} ${seconds(fault.readyAt - fault.killedAt)} later; ` +
+        `next 250 after ${seconds(fault.firstAckAt && fault.firstAckAt - fault.readyAt)}, next forwarded copy after ${seconds(fault.firstCopyAt && fault.firstCopyAt - fault.readyAt)}`,
+    );
+    // A fault must stay the one we injected: a component that died on its own would make every count a guess.
+    for (const [other, o] of components)
+      if (other !== kind && (o.child.exitCode !== null || o.child.signalCode !== null))
+        throw new Error(
+          `${other} exited on its own (${o.child.exitCode ?? o.child.signalCode}) after ${kind}'s kill`,
+        );
+  }
+  return faults;
+}
