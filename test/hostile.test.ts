@@ -47,24 +47,62 @@ after(async () => {
   await ingest.close();
 });
 
-const MALFORMED_MIME: Record<string, string> = {
-  'multipart without a boundary': 'Content-Type: multipart/mixed\r\n\r\n--x\r\nhello\r\n--x--',
-  'unterminated boundary':
-    'Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nno end in sight',
-  'nesting 300 deep': `${Array.from({ length: 300 }, (_, i) => `Content-Type: multipart/mixed; boundary=b${i}\r\n\r\n--b${i}\r\n`).join('')}Content-Type: text/plain\r\n\r\ndeep`,
-  'a 2 MB single-line part': `Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.alloc(1_500_000, 7).toString('base64')}`,
-  'broken base64':
-    'Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@@not*base64!!==\r\n',
-  'broken quoted-printable':
-    'Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=ZZ=\r\n=',
-  'unknown charset': 'Content-Type: text/plain; charset=x-no-such-charset\r\n\r\ncaf\xe9',
-  'broken encoded-word and raw 8-bit header': 'Subject: =?utf-8?B?####?= caf\xe9\r\n\r\nbody',
-  'attachment with a traversal filename':
-    'Content-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="../../etc/passwd"\r\n\r\nx\r\n--q--',
+/** What the API shows of a parsed message: the parts a malformed message can get wrong. */
+interface Shown {
+  subject: string | null;
+  text: string | null;
+  attachments: string[];
+}
+
+// Each case with what the API must show of it. All parse within the 5 s cap here (the 2 MB part in about a
+// second on 2 busy cores), so a PARSE_TIMEOUT for any of them is a failure, not an allowed outcome.
+const MALFORMED_MIME: Record<string, { mime: string; shown: Partial<Shown> }> = {
+  // No boundary, so no part can be found: nothing to show but the headers (the bytes are there through /raw).
+  'multipart without a boundary': {
+    mime: 'Content-Type: multipart/mixed\r\n\r\n--x\r\nhello\r\n--x--',
+    shown: {},
+  },
+  'unterminated boundary': {
+    mime: 'Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nno end in sight',
+    shown: { text: 'no end in sight\n' },
+  },
+  'nesting 300 deep': {
+    mime: `${Array.from({ length: 300 }, (_, i) => `Content-Type: multipart/mixed; boundary=b${i}\r\n\r\n--b${i}\r\n`).join('')}Content-Type: text/plain\r\n\r\ndeep`,
+    shown: { text: 'deep\n' },
+  },
+  // 1.5 MB decoded: the text is clipped at a million characters.
+  'a 2 MB single-line part': {
+    mime: `Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n${Buffer.alloc(1_500_000, 7).toString('base64')}`,
+    shown: { text: `${'\x07'.repeat(1_000_000)}\n[clipped]` },
+  },
+  // Characters outside the alphabet are skipped, as Node's own decoder does; the rest decodes to what it can.
+  'broken base64': {
+    mime: 'Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@@not*base64!!==\r\n',
+    shown: { text: Buffer.from('notbase64', 'base64').toString('utf8') },
+  },
+  // An escape that is not hex stays as written; the trailing soft break joins nothing.
+  'broken quoted-printable': {
+    mime: 'Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=ZZ=\r\n=',
+    shown: { text: '=ZZ' },
+  },
+  // An unknown charset is read as UTF-8; the Latin-1 byte that is not UTF-8 becomes U+FFFD.
+  'unknown charset': {
+    mime: 'Content-Type: text/plain; charset=x-no-such-charset\r\n\r\ncaf\xe9',
+    shown: { text: 'caf\ufffd\n' },
+  },
+  'broken encoded-word and raw 8-bit header': {
+    mime: 'Subject: =?utf-8?B?####?= caf\xe9\r\n\r\nbody',
+    shown: { subject: ' caf\ufffd', text: 'body\n' },
+  },
+  'attachment with a traversal filename': {
+    mime: 'Content-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="../../etc/passwd"\r\n\r\nx\r\n--q--',
+    // Reported as the sender named it, never written anywhere.
+    shown: { attachments: ['../../etc/passwd application/octet-stream 1 byte(s)'] },
+  },
 };
 
-test('malformed MIME is held byte for byte, and the API parses it within its caps without falling over', async () => {
-  for (const [what, mime] of Object.entries(MALFORMED_MIME)) {
+test('malformed MIME is held byte for byte, and the API shows what each case holds within its caps', async () => {
+  for (const [what, { mime, shown: expected }] of Object.entries(MALFORMED_MIME)) {
     const data = Buffer.from(`From: a@b.example\r\n${mime}`, 'latin1');
     const r = await transaction(ingest.port, { from: 'mime@abuse.example', to: [to], data });
     assert.match(r.end ?? '', /^250 /, `${what}: ${r.end}`);
@@ -75,15 +113,20 @@ test('malformed MIME is held byte for byte, and the API parses it within its cap
     assert.equal(createHash('sha256').update(stored).digest('hex'), row.sha256.toString('hex'));
     const started = Date.now();
     const shown = await api.call('GET', `/api/messages/${row.id}`);
-    assert.ok(Date.now() - started < 8_000, `${what}: parsed within the time cap`);
-    assert.ok(
-      shown.status === 200 ||
-        ['PARSE_TIMEOUT', 'MESSAGE_TOO_LARGE_TO_PARSE'].includes(shown.json?.error?.code),
-      `${what}: ${shown.status} ${shown.text.slice(0, 200)}`,
-    );
-    if (what.includes('traversal'))
-      assert.equal(shown.json.content.attachments[0].filename, '../../etc/passwd', 'reported, never written');
-    tried.push({ kind: 'mime', what, outcome: `250, API ${shown.status}` });
+    const took = Date.now() - started;
+    assert.equal(shown.status, 200, `${what}: ${shown.text.slice(0, 200)}`);
+    const content = shown.json.content;
+    assert.equal(content.from, 'a@b.example', what);
+    const seen: Shown = {
+      subject: content.subject ?? null,
+      text: content.text ?? null,
+      attachments: content.attachments.map(
+        (a: { filename: string; contentType: string; size: number }) =>
+          `${a.filename} ${a.contentType} ${a.size} byte(s)`,
+      ),
+    };
+    assert.deepEqual(seen, { subject: null, text: null, attachments: [], ...expected }, what);
+    tried.push({ kind: 'mime', what, outcome: `250, API 200 in ${took} ms` });
   }
 });
 
@@ -172,21 +215,40 @@ test('a slow sender (a byte every 50 ms) blocks nobody, and its message is held 
   });
 });
 
-test('STARTTLS with commands pipelined after it: the plaintext is never acted on', async () => {
+test('STARTTLS with MAIL and RCPT pipelined after it: they run neither in plaintext nor inside TLS, and nothing is held', async () => {
   const { client } = await RawSmtp.open(ingest.port);
   await client.send('EHLO tls.example\r\n');
-  const reply = await client.send(`STARTTLS\r\nMAIL FROM:<injected@abuse.example>\r\nRCPT TO:<${to}>\r\n`);
-  // Either the 220 and then a closed connection, or the server refuses outright: never a 250 for MAIL.
-  const next = await Promise.race([
-    client.reply().catch(() => '(connection closed)'),
-    new Promise<string>((r) => setTimeout(() => r('(silence)'), 1_000)),
-  ]);
-  assert.doesNotMatch(next, /^250/, `the injected MAIL was answered: ${next}`);
-  client.destroy();
+  const ready = await client.send(`STARTTLS\r\nMAIL FROM:<injected@abuse.example>\r\nRCPT TO:<${to}>\r\n`);
+  assert.match(ready, /^220 /);
+  // A reply in plaintext to the injected commands would break the handshake (startTls refuses it too).
+  const secure = await client.startTls();
+  try {
+    // Replies come in order: had the injected MAIL and RCPT run inside TLS (the classic STARTTLS injection), their
+    // 250s would be the first replies read here, and a transaction would be open for DATA.
+    assert.match(await secure.send('EHLO tls.example\r\n'), /^250-mx\.failover\.test /);
+    assert.match(await secure.send('DATA\r\n'), /^503 /, 'no MAIL or RCPT was carried into the session');
+    assert.match(await secure.send(`RCPT TO:<${to}>\r\n`), /^503 /, 'no MAIL was carried into the session');
+    // The session is real: a message sent in it is held, with its TLS recorded.
+    assert.match(await secure.send('MAIL FROM:<tls@ok.example>\r\n'), /^250 /);
+    assert.match(await secure.send(`RCPT TO:<${to}>\r\n`), /^250 /);
+    assert.match(await secure.send('DATA\r\n'), /^354 /);
+    const end = await secure.send('Subject: inside tls\r\n\r\nok\r\n.\r\n');
+    const [row] = await ingest.sql<{ envelope_from: string; tls: string | null }[]>`
+      select envelope_from, tls from held_message where queue_id = ${queueIdOf(end) ?? ''}`;
+    assert.equal(row?.envelope_from, 'tls@ok.example', end);
+    assert.match(row.tls ?? '', /^version=TLSv1\.[23] /);
+  } finally {
+    secure.close();
+  }
+  const [{ n }] = (await ingest.sql`
+    select count(*)::int as n from held_message where envelope_from = 'injected@abuse.example'`) as unknown as [
+    { n: number },
+  ];
+  assert.equal(n, 0, 'nothing from the injected MAIL is held');
   tried.push({
     kind: 'smtp',
     what: 'STARTTLS + pipelined MAIL/RCPT',
-    outcome: `${reply.slice(0, 3)}, then ${next.slice(0, 30)}`,
+    outcome: '220, then discarded (EHLO first inside TLS, DATA 503, none held)',
   });
 });
 

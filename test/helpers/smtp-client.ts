@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 // A bare SMTP client for the cases real clients refuse to produce: bare CR/LF, NUL, smuggling sequences,
 // routing tricks. It speaks the protocol as written in RFC 5321, one reply at a time.
@@ -61,6 +62,20 @@ export class RawSmtp {
     const reply = this.reply();
     this.socket.write(bytes);
     return reply;
+  }
+
+  /**
+   * Goes on over TLS after the server's 220 to STARTTLS, as a client does, in a new client on the upgraded socket
+   * (the test server's certificate is self-signed, so it is not checked). Anything the server sent in plaintext
+   * after its 220 is a protocol violation, and refused here.
+   */
+  async startTls(): Promise<RawSmtp> {
+    if (this.buffer)
+      throw new Error(`the server went on in plaintext after its 220: ${JSON.stringify(this.buffer)}`);
+    this.socket.removeAllListeners('data');
+    const secure = tlsConnect({ socket: this.socket, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+    return new RawSmtp(secure);
   }
 
   write(bytes: string | Buffer): void {
