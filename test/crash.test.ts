@@ -120,6 +120,12 @@ test("a worker killed between the primary's 250 and our ledger write sends that 
   // so the write it had sent never commits.
   const ledger = await sql.reserve();
   let stalled: Promise<void> | undefined;
+  let unlocked: Promise<void> | undefined;
+  // Once, after the kill; and when the test fails, since a held lock would stall everything after it.
+  const unlock = () => {
+    unlocked ??= ledger`rollback`.then(() => ledger.release());
+    return unlocked;
+  };
   const r = await restoreThroughCrash(
     (_crash, stage, index) => {
       if (stage !== 'data' || index !== K || stalled) return;
@@ -140,10 +146,9 @@ test("a worker killed between the primary's 250 and our ledger write sends that 
       );
       await kill(crash.worker);
       await sql`select pg_terminate_backend(${writer!.pid})`;
-      await ledger`rollback`;
-      ledger.release();
+      await unlock();
     },
-  );
+  ).finally(unlock);
   const k = r.messageIds[K]!;
   assert.deepEqual(r.atCrash.kept, r.messageIds.slice(0, K + 1), 'the primary had kept messages 0 to K');
   assert.deepEqual(r.atCrash.recorded, r.messageIds.slice(0, K), 'the ledger had no record of message K');
