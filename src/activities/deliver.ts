@@ -148,6 +148,21 @@ function transportsFor(config: Config, runbook: Runbook, target: DeliveryTarget)
   return hosts.map((h) => transportFor(config, h.host, h.port, h.requireTls));
 }
 
+/**
+ * Waits until the next send is due: one every 1/ratePerSecond, counted from the start of the previous send, so the
+ * time a send takes is part of its interval (a pause after each send would go slower than the rate). A send that
+ * took longer than its interval is not made up for by a burst: a server just coming back gets the rate at most.
+ */
+function pacer(ratePerSecond: number): () => Promise<void> {
+  const intervalMs = 1000 / ratePerSecond;
+  let lastStart = Number.NEGATIVE_INFINITY;
+  return async () => {
+    const wait = lastStart + intervalMs - Date.now();
+    if (wait > 0) await sleep(wait);
+    lastStart = Date.now();
+  };
+}
+
 export interface DeliverBatchInput {
   runbook: Runbook;
   target: DeliveryTarget;
@@ -172,10 +187,12 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
     // Stop well inside the activity's start-to-close timeout, so a retry never runs beside a live attempt.
     const stopAt = Date.now() + BATCH_TIME_MS;
     const cancelled = Context.current().cancellationSignal;
+    const pace = input.ratePerSecond ? pacer(input.ratePerSecond) : undefined;
     try {
       for (const message of batch) {
         if (cancelled.aborted) throw ApplicationFailure.retryable('delivery batch cancelled', 'Cancelled');
         if (Date.now() > stopAt) break;
+        await pace?.();
         const raw = await bodies.read(message);
         const forwarded = target.kind === 'forward';
         const envelope = forwarded
@@ -185,7 +202,6 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
         await recordOutcome(sql, tally, message, key, outcome, forwarded);
         lastMessageId = message.id;
         heartbeat({ lastMessageId });
-        if (input.ratePerSecond) await sleep(Math.ceil(1000 / input.ratePerSecond));
       }
     } finally {
       clearInterval(beat);
