@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
-import { runbookSchema } from '../src/domain/runbook';
 import { type ManagedProcess, startProcess } from '../src/stack/process';
 import { createSql } from '../src/store/db';
 import { ringOutage } from '../src/temporal';
@@ -11,8 +10,8 @@ import { instructUpdate, statusQuery } from '../src/workflows/messages';
 import { messageIdsOf, startCatcher } from './helpers/catcher';
 import { eventually } from './helpers/eventually';
 import { holdBacklog } from './helpers/held';
-import { uniqueRunbook } from './helpers/ingest';
 import { freePort } from './helpers/ports';
+import { runbookWithPrimaryAt } from './helpers/runbooks';
 import { testConfig } from './helpers/stack';
 
 // A worker is killed (SIGKILL) in the middle of a restore and started again, at a chosen moment of one message's
@@ -61,14 +60,7 @@ async function restoreThroughCrash(
   crash: (crash: Crash) => Promise<void>,
 ) {
   const primaryPort = await freePort();
-  const runbook = runbookSchema.parse({
-    ...uniqueRunbook('harborview-law'),
-    primary: [{ host: '127.0.0.1', port: primaryPort }],
-    detection: { probeInterval: '1s', confirmAfter: '1s' },
-    notify: [{ after: '0s', channels: ['ops-call'] }],
-    instructions: { default: { after: '1h', action: 'hold' } },
-    restore: { mode: 'approval', ratePerSecond: 1000 },
-  });
+  const runbook = runbookWithPrimaryAt(primaryPort);
   const backlog = await holdBacklog(sql, runbook.id, [(runbook.recipients as string[])[0]!], MESSAGES);
   const taskQueue = `crash-${randomUUID()}`;
   const connection = await Connection.connect({ address: config.temporal.address });

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
 import { test } from 'node:test';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { type OutageWorkflow, outageWorkflowId } from '../src/domain/outage';
@@ -12,32 +11,13 @@ import { readHeld, startIngest, type TestIngest, uniqueRunbook } from './helpers
 import { freePort } from './helpers/ports';
 import { transaction } from './helpers/smtp-client';
 import { recordHistory, useTemporalClient, withWorker } from './helpers/temporal';
+import { startWebhookReceiver } from './helpers/webhook';
 
 // Whole outages through SMTP, real Temporal, a real worker, PostgreSQL and MinIO, with runbook timings in seconds.
 // Local SMTP servers stand in for the customer's primary MX and for Gmail.
 const temporal = useTemporalClient();
 
 const FORWARD_TO = 'forwarded.mail@gmail.example';
-
-/** A local HTTP server standing in for the phone/SMS provider's webhook. */
-async function startWebhookReceiver() {
-  const received: Record<string, unknown>[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => (body += d));
-    req.on('end', () => {
-      received.push(JSON.parse(body));
-      res.writeHead(202).end();
-    });
-  });
-  const port = await freePort();
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${port}/notify`,
-    received,
-    close: () => new Promise((r) => server.close(r)),
-  };
-}
 
 function fastRunbook(primaryPort: number, overrides: Partial<Runbook> = {}): Runbook {
   return runbookSchema.parse({
@@ -139,8 +119,8 @@ test('outage: declared, forwarded byte for byte (new mail too), held, restored w
       assert.ok(email, 'the notification email reaches the contact through the relay');
       assert.match(email.raw.toString(), /we are holding your mail/);
       assert.equal(webhook.received.length, 1);
-      assert.equal(webhook.received[0]!.event, 'outage.notify');
-      assert.equal(webhook.received[0]!.customerId, runbook.id);
+      assert.equal(webhook.received[0]!.body.event, 'outage.notify');
+      assert.equal(webhook.received[0]!.body.customerId, runbook.id);
       assert.deepEqual(
         notified.callTasks.map((t) => `${t.id}:${t.outcome}`),
         ['call-1:null'],
