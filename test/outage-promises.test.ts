@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Runbook } from '../src/domain/runbook';
@@ -12,7 +11,7 @@ import { holdBacklog } from './helpers/held';
 import { freePort } from './helpers/ports';
 import { runbookWithPrimaryAt } from './helpers/runbooks';
 import { testConfig } from './helpers/stack';
-import { useTemporalClient, withWorker } from './helpers/temporal';
+import { useTemporalClient, withQueueWorker } from './helpers/temporal';
 import { startWebhookReceiver } from './helpers/webhook';
 
 // Promises of the README's "Outage workflow" that only a clock can check: the pace of a restore, and when the
@@ -27,14 +26,6 @@ after(() => sql.end());
 const runbookAt = (primaryPort: number, overrides: Partial<Runbook> = {}) =>
   runbookWithPrimaryAt(primaryPort, { detection: { probeInterval: '1s', confirmAfter: '1h' }, ...overrides });
 
-/** Runs `fn` with a worker of its own; the worker's notifications and forwards go through `env`'s relay. */
-function withOwnWorker<T>(env: Record<string, string>, fn: (taskQueue: string) => Promise<T>) {
-  const config = testConfig(env);
-  const taskQueue = `promises-${randomUUID()}`;
-  const { address, namespace } = config.temporal;
-  return withWorker({ address, namespace, taskQueue, sql, config }, () => fn(taskQueue));
-}
-
 test('a restore goes at restore.ratePerSecond: 50 messages at 10 a second reach the primary over about 5 s', async (t) => {
   const MESSAGES = 50;
   const primaryPort = await freePort();
@@ -42,7 +33,7 @@ test('a restore goes at restore.ratePerSecond: 50 messages at 10 a second reach 
   const backlog = await holdBacklog(sql, runbook.id, [(runbook.recipients as string[])[0]!], MESSAGES);
   let primary: Awaited<ReturnType<typeof startCatcher>> | undefined;
   try {
-    await withOwnWorker({}, async (taskQueue) => {
+    await withQueueWorker(sql, {}, async (taskQueue) => {
       const handle = await ringOutage(temporal.client, taskQueue, runbook, MESSAGES);
       await handle.executeUpdate(declareUpdate, { args: [{ actor: 'ops:alice' }] });
       // Declared before the primary is up, so no probe finds it and relays the mail unpaced.
@@ -78,7 +69,7 @@ test('escalation steps go out at their offsets from the declaration, and a call 
   });
   const env = { MXF_SMTP_RELAY: `127.0.0.1:${relay.port}`, MXF_NOTIFY_WEBHOOK_URL: webhook.url };
   try {
-    await withOwnWorker(env, async (taskQueue) => {
+    await withQueueWorker(sql, env, async (taskQueue) => {
       const handle = await ringOutage(temporal.client, taskQueue, runbook, 0);
       // Declared a while after the outage started, so offsets counted from its start would show.
       await eventually(

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
@@ -63,6 +64,18 @@ export async function withWorker<T>(
     await client.connection.close();
     await connection.close();
   }
+}
+
+/** Runs `fn` with a worker on a task queue of its own, configured by the test stack's environment and `env`. */
+export function withQueueWorker<T>(
+  sql: Sql,
+  env: Record<string, string>,
+  fn: (taskQueue: string) => Promise<T>,
+): Promise<T> {
+  const config = testConfig(env);
+  const taskQueue = `test-${randomUUID()}`;
+  const { address, namespace } = config.temporal;
+  return withWorker({ address, namespace, taskQueue, sql, config }, () => fn(taskQueue));
 }
 
 /**
