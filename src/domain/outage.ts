@@ -133,6 +133,8 @@ export interface OutageInput {
   // The runbook as it was when the outage started: a later edit does not change a running outage's plan.
   runbook: Runbook;
   carried?: OutageStatus;
+  /** Doorbell rings after which a run continues as new; 5,000 unless set. An input so tests can reach it. */
+  ringsPerRun?: number;
 }
 
 /** The outage workflow's type, for clients: they import it from here, never the workflow module. */

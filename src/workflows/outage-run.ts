@@ -37,7 +37,8 @@ export const SHORT: ActivityOptions = {
 const { countHeldMessages, probePrimary } = proxyActivities<Activities>(SHORT);
 
 // Signals per run stay far below Temporal's 10,000 cap because ingest debounces its doorbell; continue-as-new
-// well before it anyway, since the server does not suggest it for signal counts.
+// well before it anyway, since the server does not suggest it for signal counts. OutageInput.ringsPerRun overrides
+// it, so that a test reaches it in a few rings.
 const MAX_RINGS_PER_RUN = 5_000;
 
 /**
@@ -148,7 +149,8 @@ export class OutageRun {
 
   /** Continue-as-new between steps once the history grows long, carrying the whole state. */
   async continueIfLong() {
-    if (this.ringsThisRun < MAX_RINGS_PER_RUN && !workflowInfo().continueAsNewSuggested) return;
+    const ringsPerRun = this.input.ringsPerRun ?? MAX_RINGS_PER_RUN;
+    if (this.ringsThisRun < ringsPerRun && !workflowInfo().continueAsNewSuggested) return;
     await condition(allHandlersFinished);
     await continueAsNew<OutageWorkflow>({ ...this.input, carried: this.s });
   }
