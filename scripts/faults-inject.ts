@@ -65,7 +65,11 @@ async function killAndRestart(
   const pid = c.child.pid;
   const aliveBeforeKill = isAlive(c);
   const killedAt = performance.now();
-  if (pid !== undefined) process.kill(pid, 'SIGKILL');
+  try {
+    if (pid !== undefined) process.kill(pid, 'SIGKILL');
+  } catch {
+    // Already gone (ESRCH): aliveBeforeKill says so, and the verdict counts the fault as missed.
+  }
   await c.exited;
   const endedBy = c.child.signalCode ?? `exit code ${c.child.exitCode}`;
   await sleep(downMs);

@@ -146,31 +146,41 @@ function judgeMessages(v: VerdictInput, problems: Problem[]): Judged[] {
   });
 }
 
+/** A kill ends its victim's connections at once; a session that outlived it by more was not the victim's. */
+const ENDED_BY_KILL_MS = 5_000;
+
+export type Cause = { kind: 'kill'; fault: Fault } | { kind: 'overlap' };
+
 /**
- * The kill a duplicate comes from, if the suite can show one: a message whose only two copies are the last copy
- * of a session that was open when a component was killed (opened before the kill, closed at or after it) and a
- * resend on a session opened after that kill. Times are when our event loop saw each event, so a copy the dying
- * worker finished may be seen a moment after the kill: the session, not the clock, says which copy was in flight.
+ * Why a message reached the mailbox twice, when the suite can show it. A kill: its only two copies are the last
+ * copy of a session that the kill ended (open at the kill, closed within ENDED_BY_KILL_MS of it) and a resend on a
+ * session opened after the kill. Times are when our event loop saw each event, so a copy the dying worker
+ * finished may be seen a moment after the kill: the session, not the clock, says which copy was in flight. An
+ * overlap: the copies came on two sessions open at the same time, two deliveries of one backlog side by side;
+ * then the end of the first session is not why the second sent it.
  */
-function causeOf(d: Judged, v: VerdictInput): Fault | undefined {
-  if (d.copies.length !== 2) return undefined;
+function causeOf(d: Judged, v: VerdictInput): Cause | undefined {
+  const sessionOf = (c: CopyEvidence) => v.sessions.get(c.sessionId);
+  const closed = (s: MailSession | undefined) => s?.closedAt ?? Number.POSITIVE_INFINITY;
   const [first, resend] = d.copies as [CopyEvidence, CopyEvidence];
-  const session = v.sessions.get(first.sessionId);
-  const lastOnSession = v.copies.filter((c) => c.sessionId === first.sessionId).at(-1);
-  const resentAfter = v.sessions.get(resend.sessionId)?.openedAt ?? 0;
-  return v.faults.find(
+  const [s1, s2] = [sessionOf(first), sessionOf(resend)];
+  if (d.copies.length !== 2 || !s1 || !s2) return undefined;
+  if (s1 !== s2 && s1.openedAt < closed(s2) && s2.openedAt < closed(s1)) return { kind: 'overlap' };
+  const lastOnSession = v.copies.filter((c) => c.sessionId === first.sessionId).at(-1) === first;
+  const fault = v.faults.find(
     (f) =>
       hitLiveProcess(f) &&
-      session !== undefined &&
-      session.openedAt < f.killedAt &&
-      (session.closedAt ?? Number.POSITIVE_INFINITY) >= f.killedAt &&
-      lastOnSession === first &&
-      resentAfter > f.killedAt,
+      lastOnSession &&
+      s1.openedAt < f.killedAt &&
+      closed(s1) >= f.killedAt &&
+      closed(s1) <= f.killedAt + ENDED_BY_KILL_MS &&
+      s2.openedAt > f.killedAt,
   );
+  return fault && { kind: 'kill', fault };
 }
 
 export interface Duplicate {
-  cause?: Fault;
+  cause?: Cause;
   /** Only the worker's own death can come between the receiving server's 250 and our ledger write. */
   excused: boolean;
 }
@@ -181,8 +191,9 @@ function attributeDuplicates(judged: Judged[], v: VerdictInput): Map<Judged, Dup
   const excusedBy = new Set<Fault>();
   for (const d of judged.filter((j) => j.copies.length > 1)) {
     const cause = causeOf(d, v);
-    const excused = cause?.kind === 'worker' && !excusedBy.has(cause);
-    if (excused) excusedBy.add(cause);
+    const killer = cause?.kind === 'kill' ? cause.fault : undefined;
+    const excused = killer?.kind === 'worker' && !excusedBy.has(killer);
+    if (killer && excused) excusedBy.add(killer);
     out.set(d, { cause, excused });
   }
   return out;
@@ -197,15 +208,17 @@ function describeCopies(d: Judged, v: VerdictInput): string {
     return `${s(c.at)} on session ${c.sessionId} (${s(session?.openedAt)} to ${s(session?.closedAt)})`;
   });
   const kills = v.faults.map((f) => `${f.kind} ${s(f.killedAt)}`);
-  return `copies at ${copies.join(', ')}; kills at ${kills.join(', ')}`;
+  const more = copies.length > 3 ? ` and ${copies.length - 3} more` : '';
+  return `copies at ${copies.slice(0, 3).join(', ')}${more}; kills at ${kills.join(', ')}`;
 }
 
-const whyNotExcused = (dup: Duplicate) =>
-  !dup.cause
-    ? 'no kill with an open delivery session accounts for it'
-    : dup.cause.kind === 'worker'
-      ? 'a second duplicate for one worker kill'
-      : `its session was open when ${dup.cause.kind} was killed: the worker lived, so the copy went out again because our ledger write after the mailbox's 250 failed and was not retried`;
+function whyNotExcused({ cause }: Duplicate): string {
+  if (!cause) return 'no kill with an open delivery session accounts for it';
+  if (cause.kind === 'overlap')
+    return 'it went out on two delivery sessions open at the same time: a retried delivery ran beside an attempt still alive';
+  if (cause.fault.kind === 'worker') return 'a second duplicate for one worker kill';
+  return `its session ended at ${cause.fault.kind}'s kill while the worker lived: the ledger write after the mailbox's 250 failed, and the copy went again`;
+}
 
 function judgeDuplicates(judged: Judged[], v: VerdictInput, problems: Problem[]): Map<Judged, Duplicate> {
   const duplicates = attributeDuplicates(judged, v);
@@ -258,19 +271,24 @@ export function judge(v: VerdictInput): Verdict {
 const secs = (from: number, to: number | undefined) =>
   to === undefined ? 'never' : (Math.max(0, to - from) / 1000).toFixed(1);
 
-/** "n (e excused)" for the duplicates a set of kills caused; the run's row adds those no kill accounts for. */
+/**
+ * The duplicates a set of kills caused, and whether each was excused; the run's row adds those from overlapping
+ * deliveries and those with no cause the suite can show.
+ */
 function duplicatesCell(verdict: Verdict, faults: Fault[], whole: boolean): string {
   const dups = [...verdict.duplicates.values()];
-  const caused = dups.filter((d) => d.cause && faults.includes(d.cause));
+  const caused = dups.filter((d) => d.cause?.kind === 'kill' && faults.includes(d.cause.fault));
   const excused = caused.filter((d) => d.excused).length;
+  const overlaps = whole ? dups.filter((d) => d.cause?.kind === 'overlap').length : 0;
   const uncaused = whole ? dups.filter((d) => !d.cause).length : 0;
   const parts = [
     excused && `${excused} excused: worker killed with its delivery session open`,
     caused.length - excused &&
-      `${caused.length - excused} NOT excused: killed with a session open, not the worker`,
-    uncaused && `${uncaused} NOT excused: no kill accounts for it`,
+      `${caused.length - excused} NOT excused: its kill ended the session, the worker lived`,
+    overlaps && `${overlaps} NOT excused: two delivery sessions at once`,
+    uncaused && `${uncaused} NOT excused: no cause shown`,
   ].filter(Boolean);
-  return parts.length ? `${caused.length + uncaused} (${parts.join('; ')})` : '0';
+  return parts.length ? `${caused.length + overlaps + uncaused} (${parts.join('; ')})` : '0';
 }
 
 function tableRow(label: string, faults: Fault[], js: Judged[], verdict: Verdict, whole = false): string {
@@ -316,7 +334,7 @@ export function printTable(v: VerdictInput, verdict: Verdict): void {
   for (const [j, dup] of verdict.duplicates)
     if (dup.excused)
       console.log(
-        `Excused duplicate ${j.m.messageId}: the worker (pid ${dup.cause!.pid}) died with its session open, after the mailbox's 250 and before our ledger write; the copy went again after the restart: ${describeCopies(j, v)}.`,
+        `Excused duplicate ${j.m.messageId}: the worker (pid ${dup.cause?.kind === 'kill' ? dup.cause.fault.pid : '?'}) died with its session open, after the mailbox's 250 and before our ledger write; the copy went again after the restart: ${describeCopies(j, v)}.`,
       );
   const heldUnacked = verdict.judged.filter((j) => j.m.outcome !== 'acked' && j.stored.length > 0).length;
   console.log(
