@@ -49,6 +49,8 @@ export async function startIngest(
     env?: Record<string, string>;
     /** With a Temporal client, commits ring the real doorbell (outage workflows start); else they are recorded in `rings`. */
     temporal?: Client;
+    /** Run the reconciler (re-ring held mail, sweep orphans) every MXF_RECONCILE_MS, as production does. */
+    reconcile?: boolean;
   } = {},
 ): Promise<TestIngest> {
   const config = testConfig({ MXF_HOSTNAME: 'mx.failover.test', ...opts.env });
@@ -69,6 +71,7 @@ export async function startIngest(
     objects,
     tls: tlsPair!,
     ring: opts.temporal ?? ((id) => rings.push(id)),
+    reconcile: opts.reconcile,
   });
   const port = await freePort();
   await ingest.listen(port, '127.0.0.1');
