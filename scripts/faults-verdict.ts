@@ -9,8 +9,8 @@ import type { MailSession } from './faults-mailbox';
 //   - a 4xx or no final reply leaves the message held once, intact and delivered, or not held at all;
 //   - a copy is the sender's bytes after our Received header; copies are counted, not messages with a copy;
 //   - a second copy is excused only when the suite can show its cause: a worker killed with a delivery session
-//     open, whose last copy on that session came before the kill and whose resend came after it (the one window
-//     between the receiving server's 250 and our ledger write); at most one per such kill;
+//     open, the copy the last on the session that the kill ended, and the resend on a session opened after it
+//     (the one window between the receiving server's 250 and our ledger write); at most one per such kill;
 //   - every planned fault hit a live process, the service came back after each, and enough mail got a 250.
 
 export interface VerdictInput {
