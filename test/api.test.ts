@@ -9,6 +9,7 @@ import { startCatcher } from './helpers/catcher';
 import { eventually } from './helpers/eventually';
 import { uniqueRunbook } from './helpers/ingest';
 import { freePort } from './helpers/ports';
+import { runbookWithPrimaryAt } from './helpers/runbooks';
 import { transaction } from './helpers/smtp-client';
 import { testConfig } from './helpers/stack';
 import { useTemporalClient } from './helpers/temporal';
@@ -20,15 +21,9 @@ const temporal = useTemporalClient();
 
 const GMAIL = 'office.backup@gmail.example';
 
-function fastRunbook(primaryPort: number): Runbook {
-  return runbookSchema.parse({
-    ...uniqueRunbook('harborview-law'),
-    primary: [{ host: '127.0.0.1', port: primaryPort }],
-    detection: { probeInterval: '1s', confirmAfter: '1s' },
-    notify: [{ after: '0s', channels: ['ops-call'] }],
-    instructions: { default: { after: '1h', action: 'hold' } },
-  });
-}
+/** Restores automatically, as the shipped runbook does, so the API sees an outage end by itself. */
+const fastRunbook = (primaryPort: number) =>
+  runbookWithPrimaryAt(primaryPort, { restore: { mode: 'auto', ratePerSecond: 20 } });
 
 /** The payloads of the workflow's accepted updates, decoded: what the history says each mutation carried. */
 async function acceptedUpdates(workflowId: string) {

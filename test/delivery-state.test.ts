@@ -7,8 +7,8 @@ import { countHeldMessages } from '../src/store/held';
 import { startOpsStack } from './helpers/api';
 import { startCatcher } from './helpers/catcher';
 import { eventually } from './helpers/eventually';
-import { uniqueRunbook } from './helpers/ingest';
 import { freePort } from './helpers/ports';
+import { runbookWithPrimaryAt } from './helpers/runbooks';
 import { transaction } from './helpers/smtp-client';
 import { recordHistory, useTemporalClient } from './helpers/temporal';
 
@@ -20,16 +20,12 @@ const temporal = useTemporalClient();
 const GMAIL = 'office.backup@gmail.example';
 const PROBE_MS = 3_000;
 
-function runbookWithPrimaryAt(primaryPort: number): Runbook {
-  return runbookSchema.parse({
-    ...uniqueRunbook('harborview-law'),
-    primary: [{ host: '127.0.0.1', port: primaryPort }],
+/** Probes on a slower clock, so "within one probe interval" means something. */
+const runbookAt = (primaryPort: number) =>
+  runbookWithPrimaryAt(primaryPort, {
     detection: { probeInterval: `${PROBE_MS / 1000}s`, confirmAfter: `${PROBE_MS / 1000}s` },
-    notify: [{ after: '0s', channels: ['ops-call'] }],
-    instructions: { default: { after: '1h', action: 'hold' } },
     restore: { mode: 'approval', ratePerSecond: 50 },
   });
-}
 
 async function hold(port: number, to: string[], subject: string) {
   const r = await transaction(port, {
@@ -42,7 +38,7 @@ async function hold(port: number, to: string[], subject: string) {
 
 test('a forward whose relay refuses connections names the error and the next attempt, then delivers once it is up', async () => {
   const relayPort = await freePort(); // nothing listens yet
-  const runbook = runbookWithPrimaryAt(await freePort());
+  const runbook = runbookAt(await freePort());
   const stack = await startOpsStack([runbook], { client: temporal.client, relayPort });
   const { call } = stack.api;
   const [to] = runbook.recipients as string[];
@@ -115,7 +111,7 @@ test('a forward whose relay refuses connections names the error and the next att
 
 test('a target that refuses one recipient: the status names it with the reply; held count and the next delivery agree', async () => {
   const [gmail, primaryPort] = [await startCatcher(), await freePort()];
-  const runbook = runbookWithPrimaryAt(primaryPort);
+  const runbook = runbookAt(primaryPort);
   const [good, bad] = runbook.recipients as string[];
   const drSite = await startCatcher({ refuse: (rcpt) => (rcpt === bad ? 550 : undefined) });
   const stack = await startOpsStack([runbook], { client: temporal.client, relayPort: gmail.port });
