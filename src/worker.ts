@@ -36,6 +36,11 @@ async function main() {
     taskQueue: config.temporal.taskQueue,
     workflowsPath: require.resolve('./workflows'),
     activities: createActivities({ sql, objects: createObjectStore(config), config, log, client }),
+    // Heartbeats reach the server every 2 s rather than 80% of the 20 s heartbeat timeout: after a Temporal
+    // restart a live delivery's next heartbeat lands well inside the timeout, so the server does not start a
+    // second attempt of the batch beside it (two sessions sending the same held mail), and a superseded attempt
+    // hears so within 2 s.
+    maxHeartbeatThrottleInterval: '2s',
   });
   if (config.monitor) await ensureMonitorSchedules(client, config, runbooks, log);
   else log.info('active monitoring is off (MXF_MONITOR=off): outages start only when mail arrives');

@@ -54,8 +54,22 @@ async function record(sql: Sql, messageId: string, replies: RecipientReply[], ke
     outcome,
     smtp_response: reply,
   }));
-  await sql`insert into delivery_ledger ${sql(rows)} on conflict do nothing`;
+  // The server has already answered: a ledger write that fails now would send the message again with the next
+  // batch. A database that is restarting (kill -9, failover) is waited for, by the clock, instead of given up on.
+  const giveUpAt = Date.now() + LEDGER_PATIENCE_MS;
+  for (;;) {
+    try {
+      await sql`insert into delivery_ledger ${sql(rows)} on conflict do nothing`;
+      return;
+    } catch (err) {
+      if (Date.now() >= giveUpAt) throw err;
+      await sleep(LEDGER_RETRY_MS);
+    }
+  }
 }
+
+const LEDGER_RETRY_MS = 500;
+const LEDGER_PATIENCE_MS = 2 * 60_000;
 
 const HEARTBEAT_EVERY_MS = 5_000;
 const BATCH_TIME_MS = 10 * 60_000;
