@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { outageDetail } from '../src/cli/render';
 import { outageWorkflowId } from '../src/domain/outage';
-import { type Runbook, runbookSchema } from '../src/domain/runbook';
 import { countHeldMessages } from '../src/store/held';
 import { startOpsStack } from './helpers/api';
 import { startCatcher } from './helpers/catcher';
