@@ -36,8 +36,11 @@ export interface BenchStack {
   stop(): Promise<void>;
 }
 
-/** One runbook per measurement; their primaries never answer, so everything arriving is held. */
-function writeRunbooks(dir: string): string {
+/**
+ * One runbook per measurement; their primaries never answer (a loopback port nothing listens on: probes stay on
+ * this machine), so everything arriving is held.
+ */
+function writeRunbooks(dir: string, primaryPort: number): string {
   mkdirSync(dir);
   for (const id of CUSTOMERS)
     writeFileSync(
@@ -47,7 +50,7 @@ function writeRunbooks(dir: string): string {
         `name: Bench ${id}`,
         `domains: [${domainOf(id)}]`,
         'recipients: any',
-        'primary: [{ host: 192.0.2.1, port: 25 }]', // TEST-NET-1: never answers
+        `primary: [{ host: 127.0.0.1, port: ${primaryPort} }]`,
         'contacts: [{ name: Ops, role: on call, email: ops@ops.bench.example }]',
         'detection: { probeInterval: 1m, confirmAfter: 10m }',
         'notify: [{ after: 0m, channels: [email] }]',
@@ -68,6 +71,7 @@ const PORTS = [
   'api',
   'postfix',
   'sink',
+  'primary',
 ] as const;
 type Ports = Record<(typeof PORTS)[number], number>;
 
@@ -78,7 +82,7 @@ async function startOurs(tmp: string, ports: Ports): Promise<{ stack: Stack; pro
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
-      MXF_RUNBOOKS: writeRunbooks(join(tmp, 'runbooks')),
+      MXF_RUNBOOKS: writeRunbooks(join(tmp, 'runbooks'), ports.primary),
       MXF_SMTP_PORT: String(ports.smtp),
       MXF_INGEST_METRICS_PORT: String(ports.metrics),
       MXF_API_PORT: String(ports.api),
