@@ -52,15 +52,18 @@ export async function drain(
         [{ runbook, target, limit: BATCH, ratePerSecond }],
       );
     } catch (err) {
-      recordStopped(run, state, counter, stoppedBy(err));
       await run.recount();
+      recordStopped(run, state, counter, stoppedBy(err));
+      run.describe();
       return false; // the target is not taking mail now; the caller waits and tries again
     }
-    recordBatch(run, state, counter, result);
     // Counting what is held scans the backlog: while a large one drains, once every 10 batches (the Web UI's
     // count lags by at most that), and always at the end. Runs recorded before this recount after each batch.
+    // The count comes first, so that a query never sees a batch's delivered count beside the held count before it.
     const done = result.remaining === 0 || run.courseChanged;
     if (!patched('recount-every-10-batches') || done || batch % 10 === 0) await run.recount();
+    recordBatch(run, state, counter, result);
+    run.describe();
     if (done) return result.remaining === 0;
     await run.continueIfLong();
   }
