@@ -11,8 +11,9 @@ import {
   targetKey,
 } from '../domain/delivery';
 import type { Runbook } from '../domain/runbook';
+import { type SpamGate, type SpamSymbol, spamGateFor, spamHeaders, spamPolicySchema } from '../domain/spam';
 import type { Sql } from '../store/db';
-import { heldRecipient } from '../store/held';
+import { deliverable, heldRecipient, quarantinedMessage } from '../store/held';
 import type { ObjectStore } from '../store/objects';
 import { BatchBodies, type StoredBody } from './body-reader';
 import {
@@ -34,13 +35,19 @@ interface PendingMessage extends StoredBody {
   id: string;
   envelope_from: string;
   recipients: string[];
+  quarantined: boolean;
+  spam_score: number | null;
+  spam_symbols: Record<string, SpamSymbol> | null;
 }
 
-const nextBatch = (sql: Sql, customerId: string, key: string, limit: number) => sql<PendingMessage[]>`
+const nextBatch = (sql: Sql, customerId: string, key: string, gate: SpamGate, limit: number) => sql<
+  PendingMessage[]
+>`
   select m.id, m.object_key, m.body_offset, m.size_bytes, m.envelope_from,
-         array_agg(r.recipient order by r.recipient) as recipients
+         array_agg(r.recipient order by r.recipient) as recipients,
+         ${quarantinedMessage(sql)} as quarantined, m.spam_score, m.spam_symbols
   from held_message m join held_recipient r on r.message_id = m.id
-  where r.customer_id = ${customerId} and ${heldRecipient(sql, { targetKey: key })}
+  where r.customer_id = ${customerId} and ${heldRecipient(sql, { targetKey: key })} and ${deliverable(sql, gate)}
   group by m.id
   order by m.id
   limit ${limit}`;
@@ -177,6 +184,19 @@ function pacer(ratePerSecond: number): () => Promise<void> {
   };
 }
 
+/** Runbooks recorded before the spam section have none: they get its defaults. */
+export const spamPolicyOf = (runbook: Runbook) => spamPolicySchema.parse(runbook.spam);
+
+/**
+ * Quarantined mail reaches only the customer's own servers (the gate keeps it from anywhere else), and then with
+ * X-Spam-* headers for their filter; everything else goes byte for byte as we accepted it.
+ */
+function tagged(message: PendingMessage, raw: Buffer, threshold: number): Buffer {
+  if (!message.quarantined || message.spam_score === null) return raw;
+  const headers = spamHeaders({ score: message.spam_score, symbols: message.spam_symbols }, threshold);
+  return Buffer.concat([Buffer.from(headers), raw]);
+}
+
 export interface DeliverBatchInput {
   runbook: Runbook;
   target: DeliveryTarget;
@@ -192,6 +212,7 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
   async function send(input: DeliverBatchInput, batch: PendingMessage[], tally: BatchTally) {
     const { runbook, target } = input;
     const key = targetKey(target, runbook);
+    const policy = spamPolicyOf(runbook);
     const transports = transportsFor(config, runbook, target);
     const bodies = new BatchBodies(objects, config.s3.bucket, batch);
     // Heartbeats also while one message is on its way (a slow server may take minutes to answer), so a short
@@ -207,7 +228,7 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
         if (cancelled.aborted) throw ApplicationFailure.retryable('delivery batch cancelled', 'Cancelled');
         if (Date.now() > stopAt) break;
         await pace?.();
-        const raw = await bodies.read(message);
+        const raw = tagged(message, await bodies.read(message), policy.quarantineAt);
         const forwarded = target.kind === 'forward';
         const envelope = forwarded
           ? { from: config.forwardSender, to: target.to }
@@ -226,9 +247,10 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
   return {
     async deliverBatch(input: DeliverBatchInput): Promise<DeliveryBatchResult> {
       const key = targetKey(input.target, input.runbook);
+      const gate = spamGateFor(input.target, spamPolicyOf(input.runbook));
       const tally = new BatchTally();
       try {
-        const batch = await nextBatch(sql, input.runbook.id, key, input.limit);
+        const batch = await nextBatch(sql, input.runbook.id, key, gate, input.limit);
         await send(input, batch, tally);
       } catch (err) {
         if (err instanceof ApplicationFailure) throw err;
@@ -238,7 +260,7 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
         throw stopped(new TargetDeferred(tally.deferred.error), tally);
       // Counted up to 1,000 only: the workflow needs "none left" or "more", and a full count scans the backlog.
       const [{ remaining }] = (await sql`
-        select count(*)::int as remaining from (${nextBatch(sql, input.runbook.id, key, 1_000)}) pending`) as unknown as [
+        select count(*)::int as remaining from (${nextBatch(sql, input.runbook.id, key, gate, 1_000)}) pending`) as unknown as [
         { remaining: number },
       ];
       return { ...tally.outcome(), remaining };

@@ -2,9 +2,10 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../config';
 import type { ProbeResult } from '../domain/delivery';
 import type { Runbook } from '../domain/runbook';
+import type { HeldCount, SpamGate } from '../domain/spam';
 import type { Logger } from '../log';
 import type { Sql } from '../store/db';
-import { countHeldMessages } from '../store/held';
+import { countHeldMessages, countSpam } from '../store/held';
 import type { ObjectStore } from '../store/objects';
 import { ringOutage } from '../temporal';
 import { createDeliveryActivities } from './deliver';
@@ -38,9 +39,16 @@ export function createActivities(deps: ActivityDeps) {
       return Promise.all(runbook.primary.map((p) => probeMx(p.host, p.port, config.hostname)));
     },
 
-    /** Held messages of a customer for a target (src/store/held.ts): what a delivery there would send. */
-    countHeldMessages(customerId: string, targetKey?: string): Promise<number> {
-      return countHeldMessages(sql, customerId, targetKey);
+    /**
+     * Held messages of a customer for a target (src/store/held.ts): what a delivery there would send; and beside
+     * them what is quarantined or waits for a score. Histories recorded before spam scoring hold a bare number.
+     */
+    async countHeldMessages(customerId: string, targetKey?: string, gate?: SpamGate): Promise<HeldCount> {
+      const [held, spam] = await Promise.all([
+        countHeldMessages(sql, customerId, targetKey, gate),
+        countSpam(sql, customerId),
+      ]);
+      return { held, spam };
     },
   };
 }

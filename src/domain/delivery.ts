@@ -1,15 +1,24 @@
 import { z } from 'zod';
 import type { Runbook } from './runbook';
 
+/**
+ * Outside mailboxes and servers get only scored, unquarantined mail; when the filter has been down for long, an
+ * operator may let unscored mail go too (audited with the instruction). The customer's own servers never wait.
+ */
+function unscoredShape() {
+  return { deliverUnscored: z.boolean().optional() };
+}
+
 // Where held mail goes when it is released. The destination is chosen at release time (DESIGN invariant 5): a
 // message held under "hold" goes wherever the instruction in force says when it is finally delivered.
 /** Everything to these mailboxes (say a Gmail account); envelope sender rewritten, bytes unchanged. */
-export const forwardShape = { to: z.array(z.email()).min(1).max(10) };
+export const forwardShape = { to: z.array(z.email()).min(1).max(10), ...unscoredShape() };
 /** Another SMTP server (a site in another geography), original envelope. */
 export const redirectShape = {
   host: z.string().min(1),
   port: z.number().int().min(1).max(65535).default(25),
   requireTls: z.boolean().default(false),
+  ...unscoredShape(),
 };
 
 export const deliveryTargetSchema = z.discriminatedUnion('kind', [

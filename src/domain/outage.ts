@@ -7,6 +7,7 @@ import {
   type TargetDelivery,
 } from './delivery';
 import type { Runbook } from './runbook';
+import type { SpamCounts } from './spam';
 
 // One outage is one workflow run, identified by the customer: all of a customer's domains share one outage,
 // because one phone call decides what happens to all of their mail.
@@ -122,6 +123,8 @@ export interface OutageStatus {
   /** Someone at the customer has been reached: escalation stops (the default instruction still applies). */
   acknowledged: boolean;
   counts: OutageCounts;
+  /** Quarantined and unscored mail, and the filter's state; absent in runs recorded before spam scoring. */
+  spam?: SpamCounts;
   /** Delivery to each target this outage has used: counts, the last error, the next attempt, refused recipients. */
   deliveries: TargetDelivery[];
   appliedRequestIds: string[];
@@ -148,13 +151,14 @@ export type MailHeld = z.infer<typeof mailHeldSignalSchema>;
 export function targetOf(instruction: Instruction | null): DeliveryTarget | null {
   switch (instruction?.action) {
     case 'forward':
-      return { kind: 'forward', to: instruction.to };
+      return { kind: 'forward', to: instruction.to, deliverUnscored: instruction.deliverUnscored };
     case 'redirect':
       return {
         kind: 'redirect',
         host: instruction.host,
         port: instruction.port,
         requireTls: instruction.requireTls,
+        deliverUnscored: instruction.deliverUnscored,
       };
     case 'restore':
       return { kind: 'primary' };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { spamPolicySchema } from './spam';
 
 // The runbook: one customer's outage plan, written by people, checked by machines. Pure: no I/O here, so the
 // workflow bundle can import it. Objects are strict so a misspelt field is an error, not a silent default.
@@ -94,6 +95,7 @@ export const runbookSchema = z
       mode: z.enum(['auto', 'approval']),
       ratePerSecond: z.number().int().min(1).max(1000),
     }),
+    spam: spamPolicySchema,
   })
   .superRefine((rb, ctx) => {
     const domains = new Set(rb.domains);

@@ -1,11 +1,17 @@
 import { PRIMARY_TARGET_KEY_SQL_PREFIX, primaryTargetKey } from '../domain/delivery';
+import type { SpamCounts, SpamGate } from '../domain/spam';
 import type { Sql } from './db';
 
 // The one definition of "held" (DESIGN 4). A recipient of a held message is held for a target until a copy of it
 // has been delivered anywhere, or that target has refused it for good (a 5xx, recorded as failed there). What a
 // forward mailbox or a redirect server refused is still held for the customer's own server, so a later restore
 // takes it there; what the customer's own server (the primary) refused is held nowhere any more. The status's
-// count, the reconciler, the customers' overview and every delivery batch use this fragment and nothing else.
+// count, the reconciler, the customers' overview and every delivery batch use these fragments and nothing else.
+//
+// Spam narrows it per message (src/domain/spam.ts): an outside target (forward, redirect) takes only scored mail
+// that is not quarantined, unless the instruction lets unscored mail go; the customer's own servers take unscored
+// mail (their own filter sees it as it would without us) and quarantined mail only under restoreQuarantined
+// 'deliver-tagged'. Mail an operator marked as spam goes nowhere, ever; released mail is clean.
 
 /** For an outage: held for this target key (the primary's when no instruction sends mail anywhere). */
 export type HeldFor = { targetKey: string } | 'each-customers-primary';
@@ -22,26 +28,79 @@ export function heldRecipient(sql: Sql, target: HeldFor) {
       and (d.outcome = 'delivered' or d.target = ${key}))`;
 }
 
+/** The operator's review overrides the filter's verdict. On a `held_message m` row. */
+export const quarantinedMessage = (sql: Sql) =>
+  sql`(m.spam_review = 'spam' or (m.spam_verdict = 'quarantined' and m.spam_review is null))`;
+
+/** The spam condition on a `held_message m` row: may this delivery take it? */
+export function deliverable(sql: Sql, gate: SpamGate) {
+  const quarantined = quarantinedMessage(sql);
+  if (gate.outside)
+    return gate.deliverUnscored
+      ? sql`not ${quarantined}`
+      : sql`(m.scored_at is not null and not ${quarantined})`;
+  return gate.keepQuarantined ? sql`not ${quarantined}` : sql`coalesce(m.spam_review, '') <> 'spam'`;
+}
+
 /** Held messages of a customer for a target: what the next delivery there would send. */
-export async function countHeldMessages(sql: Sql, customerId: string, targetKey?: string): Promise<number> {
+export async function countHeldMessages(
+  sql: Sql,
+  customerId: string,
+  targetKey?: string,
+  gate: SpamGate = { outside: false },
+): Promise<number> {
   const held = heldRecipient(sql, { targetKey: targetKey ?? primaryTargetKey(customerId) });
   const [row] = await sql<{ n: number }[]>`
-    select count(distinct r.message_id)::int as n from held_recipient r
-    where r.customer_id = ${customerId} and ${held}`;
+    select count(distinct r.message_id)::int as n from held_recipient r join held_message m on m.id = r.message_id
+    where r.customer_id = ${customerId} and ${held} and ${deliverable(sql, gate)}`;
   return row?.n ?? 0;
 }
+
+/** What waits beside the held mail: quarantined, not yet reviewed, not yet scored; and the filter's state. */
+export async function countSpam(sql: Sql, customerId: string): Promise<SpamCounts> {
+  const held = heldRecipient(sql, { targetKey: primaryTargetKey(customerId) });
+  const [counts] = await sql<{ quarantined: number; unreviewed: number; unscored: number }[]>`
+    select count(distinct m.id) filter (where ${quarantinedMessage(sql)})::int as quarantined,
+           count(distinct m.id) filter (where ${quarantinedMessage(sql)} and m.spam_review is null
+             and m.scored_at > coalesce((select q.reviewed_at from quarantine_review q
+                                         where q.customer_id = ${customerId}), '-infinity'))::int as unreviewed,
+           count(distinct m.id) filter (where m.scored_at is null)::int as unscored
+    from held_recipient r join held_message m on m.id = r.message_id
+    where r.customer_id = ${customerId} and ${held}`;
+  const [filter] = await sql<{ checked_at: Date; failing_since: Date | null; last_error: string | null }[]>`
+    select checked_at, failing_since, last_error from filter_health`;
+  return {
+    quarantined: counts?.quarantined ?? 0,
+    unreviewed: counts?.unreviewed ?? 0,
+    unscored: counts?.unscored ?? 0,
+    filter: filter
+      ? {
+          checkedAt: filter.checked_at.toISOString(),
+          failingSince: filter.failing_since?.toISOString() ?? null,
+          lastError: filter.last_error,
+        }
+      : null,
+  };
+}
+
+// The reconciler and the overview count what would go to each customer's own servers, quarantined mail left out:
+// where a runbook keeps it, ringing for it every minute would start an outage that has nothing to deliver.
+const primaryHeld = (sql: Sql) =>
+  sql`${heldRecipient(sql, 'each-customers-primary')} and not ${quarantinedMessage(sql)}`;
 
 /** Customers with mail held for their own servers: the reconciler rings each one's outage. */
 export async function customersWithHeldMail(sql: Sql): Promise<string[]> {
   const rows = await sql<{ customer_id: string }[]>`
-    select distinct r.customer_id from held_recipient r where ${heldRecipient(sql, 'each-customers-primary')}`;
+    select distinct r.customer_id from held_recipient r join held_message m on m.id = r.message_id
+    where ${primaryHeld(sql)}`;
   return rows.map((r) => r.customer_id);
 }
 
 /** Messages held for each customer's own servers, for the customers' overview. */
 export async function heldCountsByCustomer(sql: Sql): Promise<Map<string, number>> {
   const rows = await sql<{ customer_id: string; n: number }[]>`
-    select r.customer_id, count(distinct r.message_id)::int as n from held_recipient r
-    where ${heldRecipient(sql, 'each-customers-primary')} group by r.customer_id`;
+    select r.customer_id, count(distinct r.message_id)::int as n
+    from held_recipient r join held_message m on m.id = r.message_id
+    where ${primaryHeld(sql)} group by r.customer_id`;
   return new Map(rows.map((r) => [r.customer_id, r.n]));
 }

@@ -29,6 +29,7 @@ import {
   outageIdKey,
   outagePhaseKey,
 } from '../domain/search-attributes';
+import { type SpamCounts, spamGateFor, spamPolicySchema } from '../domain/spam';
 
 export const SHORT: ActivityOptions = {
   startToCloseTimeout: '1m',
@@ -127,11 +128,19 @@ export class OutageRun {
 
   /** The ledger key that "held" is counted for now: the instruction's target, else the customer's own servers. */
   heldTargetKey(): string {
-    return targetKey(targetOf(this.s.instruction) ?? { kind: 'primary' }, this.runbook);
+    return targetKey(this.heldTarget(), this.runbook);
+  }
+
+  private heldTarget() {
+    return targetOf(this.s.instruction) ?? { kind: 'primary' as const };
   }
 
   async recount() {
-    const held = await countHeldMessages(this.s.customerId, this.heldTargetKey());
+    const gate = spamGateFor(this.heldTarget(), spamPolicySchema.parse(this.runbook.spam));
+    const count = await countHeldMessages(this.s.customerId, this.heldTargetKey(), gate);
+    // A bare number in histories recorded before spam scoring.
+    const held = typeof count === 'number' ? count : count.held;
+    if (typeof count !== 'number') this.s.spam = count.spam;
     if (held !== this.s.heldMessages) {
       this.s.heldMessages = held;
       upsertSearchAttributes([{ key: heldMessagesKey, value: held }]);
@@ -165,6 +174,7 @@ export class OutageRun {
     lines.push(
       `Delivered: ${c.relayed} relayed, ${c.forwarded} forwarded, ${c.redirected} redirected, ${c.restored} restored; ${c.failed} failed.`,
     );
+    if (s.spam) lines.push(spamLine(s.spam));
     for (const d of s.deliveries.filter((d) => d.inForce)) {
       const state = d.lastError
         ? `**failing** since ${d.failingSince ?? d.lastError.at}: ${d.lastError.message} (${d.failedAttempts} attempt(s)); next attempt ${d.nextAttemptAt ?? 'when mail arrives'}`
@@ -210,4 +220,13 @@ function carriedOrNew(input: OutageInput): OutageStatus {
     .filter((t): t is string => typeof t === 'string')
     .sort()[0];
   return s;
+}
+
+/** Quarantined and unscored mail, and why mail waits for a score. */
+function spamLine(spam: SpamCounts): string {
+  const waits = spam.unscored > 0 ? `; ${spam.unscored} wait(s) for a spam score` : '';
+  const failing = spam.filter?.failingSince
+    ? ` (the filter has failed since ${spam.filter.failingSince}: ${spam.filter.lastError})`
+    : '';
+  return `Spam: ${spam.quarantined} quarantined (${spam.unreviewed} not reviewed)${waits}${failing}.`;
 }

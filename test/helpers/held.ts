@@ -16,13 +16,16 @@ export interface Backlog {
 
 /**
  * Holds `count` small messages for `recipients`, each with its own Message-ID, in arrival order. Bodies go up a
- * few at a time so that BodyWriter packs them into shared segments, as it does under load.
+ * few at a time so that BodyWriter packs them into shared segments, as it does under load. They are held as the
+ * scorer leaves clean mail (scored, score 0), so that tests of delivery do not wait for the filter; `unscored`
+ * holds them as ingest leaves them.
  */
 export async function holdBacklog(
   sql: Sql,
   customerId: string,
   recipients: string[],
   count: number,
+  opts: { unscored?: boolean } = {},
 ): Promise<Backlog> {
   const config = testConfig();
   const bodies = new BodyWriter(createObjectStore(config), config.s3.bucket);
@@ -51,5 +54,8 @@ export async function holdBacklog(
     );
     byRowId.set(String(id), messageIds[i]!);
   }
+  if (!opts.unscored && byRowId.size > 0)
+    await sql`update held_message set scored_at = now(), spam_verdict = 'clean', spam_score = 0, spam_action = 'no action'
+              where id in ${sql([...byRowId.keys()])}`;
   return { messageIds, byRowId };
 }
