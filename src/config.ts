@@ -23,6 +23,31 @@ const hostAndPort = z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:
 
 const host = z.string().regex(/^[A-Za-z0-9.:-]+$/, 'expected a host name or IP address');
 
+export interface DnsServerAddress {
+  host: string;
+  port: number;
+}
+
+/** `host:port` or `[v6 address]:port`, comma-separated; the port may be left off for 53. */
+const DNS_SERVER = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/;
+
+const dnsServers = z
+  .string()
+  .refine(
+    (v) =>
+      v.split(',').every((s) => {
+        const m = DNS_SERVER.exec(s.trim());
+        return m !== null && (m[3] === undefined || (Number(m[3]) >= 1 && Number(m[3]) <= 65535));
+      }),
+    'expected a comma-separated list of host:port, e.g. 127.0.0.1:5354,[::1]:53',
+  )
+  .transform((v) =>
+    v.split(',').map((s): DnsServerAddress => {
+      const m = DNS_SERVER.exec(s.trim())!;
+      return { host: m[1] ?? m[2]!, port: Number(m[3] ?? 53) };
+    }),
+  );
+
 export const envSchema = z
   .object({
     MXF_HOSTNAME: host.default(hostname()),
@@ -82,6 +107,14 @@ export const envSchema = z
       .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name (3-63 of a-z 0-9 . -)')
       .default('held-mail'),
     MXF_S3_CONSOLE_PORT: port(9001),
+
+    MXF_RSPAMD_URL: z
+      .url({ protocol: /^https?$/, error: 'expected the rspamd worker URL, e.g. http://127.0.0.1:11333' })
+      .optional(),
+    MXF_RSPAMD_PORT: port(11343),
+    MXF_DNS_SERVERS: dnsServers.optional(),
+    MXF_DNS_PORT: port(5354),
+    MXF_WORKER_METRICS_PORT: port(9466),
 
     MXF_SHUTDOWN_GRACE_MS: positiveInt(10_000, 'milliseconds'),
   })
@@ -156,6 +189,20 @@ function toConfig(env: z.output<typeof envSchema>) {
       bucket: env.MXF_S3_BUCKET,
       consolePort: env.MXF_S3_CONSOLE_PORT,
     },
+    rspamd: {
+      // No MXF_RSPAMD_URL means "the private rspamd the stack runs on MXF_RSPAMD_PORT" (npm run dev); the
+      // stack sets the URL in its services' environment when it starts one elsewhere (tests, bench).
+      managed: env.MXF_RSPAMD_URL === undefined,
+      url: (env.MXF_RSPAMD_URL ?? `http://127.0.0.1:${env.MXF_RSPAMD_PORT}`).replace(/\/+$/, ''),
+      port: env.MXF_RSPAMD_PORT,
+    },
+    dns: {
+      // The resolver for sender authentication (rspamd's SPF, DKIM, DMARC lookups) and MX lookups. Empty: the
+      // system's resolvers. The stack sets it to its private DNS server when it starts one.
+      servers: env.MXF_DNS_SERVERS ?? [],
+      port: env.MXF_DNS_PORT,
+    },
+    worker: { metricsPort: env.MXF_WORKER_METRICS_PORT },
     shutdownGraceMs: env.MXF_SHUTDOWN_GRACE_MS,
   };
 }

@@ -57,6 +57,36 @@ test('DATABASE_URL, when set, replaces the private cluster', () => {
   assert.equal(config.database.url, 'postgres://u@db.internal:5432/mx');
 });
 
+test('rspamd, DNS and worker metrics: the private defaults', () => {
+  const config = parseConfig({});
+  assert.deepEqual(config.rspamd, { managed: true, url: 'http://127.0.0.1:11343', port: 11343 });
+  assert.deepEqual(config.dns, { servers: [], port: 5354 });
+  assert.deepEqual(config.worker, { metricsPort: 9466 });
+  assert.equal(parseConfig({ MXF_RSPAMD_PORT: '12000' }).rspamd.url, 'http://127.0.0.1:12000');
+});
+
+test('MXF_RSPAMD_URL, when set, replaces the private rspamd', () => {
+  const config = parseConfig({ MXF_RSPAMD_URL: 'http://filter.internal:11333/' });
+  assert.equal(config.rspamd.managed, false);
+  assert.equal(config.rspamd.url, 'http://filter.internal:11333');
+  assert.deepEqual(problemsOf({ MXF_RSPAMD_URL: 'filter.internal:11333' }), [
+    'MXF_RSPAMD_URL="filter.internal:11333": expected the rspamd worker URL, e.g. http://127.0.0.1:11333',
+  ]);
+});
+
+test('MXF_DNS_SERVERS is a list of host:port (port 53 when left off); empty means the system resolvers', () => {
+  assert.deepEqual(parseConfig({ MXF_DNS_SERVERS: '127.0.0.1:5354, 10.0.0.2,[::1]:53' }).dns.servers, [
+    { host: '127.0.0.1', port: 5354 },
+    { host: '10.0.0.2', port: 53 },
+    { host: '::1', port: 53 },
+  ]);
+  assert.deepEqual(parseConfig({ MXF_DNS_SERVERS: '' }).dns.servers, []);
+  for (const bad of ['127.0.0.1:99999', '127.0.0.1:', 'a b:53', '127.0.0.1:53,,'])
+    assert.deepEqual(problemsOf({ MXF_DNS_SERVERS: bad }), [
+      `MXF_DNS_SERVERS=${JSON.stringify(bad)}: expected a comma-separated list of host:port, e.g. 127.0.0.1:5354,[::1]:53`,
+    ]);
+});
+
 for (const entry of ['src/dev.ts', 'src/ingest/main.ts', 'src/api/main.ts', 'src/worker.ts']) {
   test(`${entry} refuses to start on MXF_SMTP_PORT=abc with one clear line`, () => {
     const run = spawnSync(process.execPath, ['--import', 'tsx', join(__dirname, '..', entry)], {
