@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Temporal CLI (dev server + Web UI) and MinIO into .tools/bin with `go install`, and checks that
-# PostgreSQL's server binaries are present. Idempotent: with the right versions in place it takes well under a
+# PostgreSQL's server binaries, rspamd and dnsmasq are present. Idempotent: with the right versions in place it takes well under a
 # second. Built binaries are also kept in a per-machine cache (MXF_TOOLS_CACHE) so that a fresh clone on the same
 # machine, CI's included, copies them instead of spending minutes compiling.
 #
@@ -69,6 +69,11 @@ debian_packages_missing() {
   perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
   # Postfix is the bench's yardstick and smtp-source its load generator.
   [[ -x /usr/sbin/postfix && -x /usr/sbin/smtp-source ]] || missing+=(postfix)
+  # The stack's private spam filter and DNS server (src/stack/rspamd.ts, src/stack/dns.ts); the tests always run
+  # their own. Only the binaries are used: we never start or stop the package's rspamd service (on a machine with
+  # systemd, installing the package starts it on 11333/11334; ours defaults to 11343/11344 beside it).
+  command -v rspamd >/dev/null 2>&1 || missing+=(rspamd)
+  [[ -x /usr/sbin/dnsmasq ]] || missing+=(dnsmasq-base)
   if [[ -z "${DATABASE_URL:-}" ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 &&
     ! command -v initdb >/dev/null 2>&1; then
     missing+=(postgresql)

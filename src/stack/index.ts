@@ -1,16 +1,22 @@
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { type Config, parseConfig } from '../config';
 import { createSql } from '../store/db';
 import { migrate } from '../store/migrate';
 import { createObjectStore, ensureBucket } from '../store/objects';
+import { type DnsRecord, startDnsServer } from './dns';
 import { startMinio } from './minio';
 import { ensureDatabase, startPrivatePostgres } from './postgres';
 import { type Component, restartable, startProcess, startTogether } from './process';
+import { startRspamd } from './rspamd';
 import { startTemporalDevServer } from './temporal';
 
-// The one way to bring up what the service stands on (PostgreSQL, Temporal, MinIO) and the service processes
-// on top of it: `npm run dev`, `npm test`, `npm run bench` and `npm run test:faults` differ only in options.
+export type { DnsRecord } from './dns';
+
+// The one way to bring up what the service stands on (PostgreSQL, Temporal, MinIO, rspamd and a DNS server) and
+// the service processes on top of it: `npm run dev`, `npm test`, `npm run bench` and `npm run test:faults` differ
+// only in options.
 
 export interface StackOptions {
   /** Each component's data and logs/ live here: a temporary folder, or MXF_DATA_DIR for state that must last. */
@@ -29,6 +35,16 @@ export interface StackOptions {
     extraArgs?: string[];
   };
   minio: { port: number; consolePort: number };
+  /**
+   * A private rspamd (normal worker on `port`, controller on port+1), unless env.MXF_RSPAMD_URL names one; the
+   * services get its URL as MXF_RSPAMD_URL. Left out: on free ports.
+   */
+  rspamd?: { port: number };
+  /**
+   * A private DNS server (dnsmasq) holding `records` and nothing else, unless env.MXF_DNS_SERVERS names the
+   * resolvers; the services and rspamd get it as MXF_DNS_SERVERS. Left out: on a free port, with no records.
+   */
+  dns?: { port: number; records?: DnsRecord[] };
   /** Pid files beside the data, from which the next run reclaims the orphans of a run killed with SIGKILL. */
   pidFiles?: boolean;
   /** Service processes write to our terminal rather than to logs/<name>.log. */
@@ -52,7 +68,10 @@ export interface ExistingServer {
 }
 
 export interface Stack {
-  /** `options.env` with DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and MXF_S3_ENDPOINT pointing here. */
+  /**
+   * `options.env` with DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, MXF_S3_ENDPOINT, MXF_RSPAMD_URL and
+   * MXF_DNS_SERVERS pointing here.
+   */
   env: NodeJS.ProcessEnv;
   config: Config;
   logs: string;
@@ -63,9 +82,16 @@ export interface Stack {
   postgres?: Component;
   temporal: Component;
   minio: Component;
+  /** Absent when env.MXF_RSPAMD_URL names an rspamd someone else runs. */
+  rspamd?: Component;
+  /** Absent when env.MXF_DNS_SERVERS names the resolvers. */
+  dns?: Component;
   /** Starts src/<entry> under tsx with the stack's environment; stop() stops it before the storage below it. */
   startService(name: string, entry: string, opts?: { nodeArgs?: string[] }): Component;
-  /** Services first, then Temporal and MinIO, then PostgreSQL: nothing loses its storage while it still runs. */
+  /**
+   * Services first, then Temporal, MinIO, rspamd and DNS, then PostgreSQL: nothing loses its storage while it
+   * still runs.
+   */
   stop(): Promise<void>;
 }
 
@@ -84,21 +110,31 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   try {
     const databaseUrl = await openDatabase(opts, logs, tiers.postgres);
     checkpoint();
+    // Someone else's rspamd or resolvers (the variables set) are used as they are; otherwise ours, started below.
+    const rspamdPort = opts.env.MXF_RSPAMD_URL ? undefined : (opts.rspamd?.port ?? (await freePortPair()));
+    const dnsPort = opts.env.MXF_DNS_SERVERS ? undefined : (opts.dns?.port ?? (await freePort()));
     const env = {
       ...opts.env,
       DATABASE_URL: databaseUrl,
       TEMPORAL_ADDRESS: `127.0.0.1:${opts.temporal.port}`,
       TEMPORAL_NAMESPACE: opts.temporal.namespace ?? 'default',
       MXF_S3_ENDPOINT: `http://127.0.0.1:${opts.minio.port}`,
+      ...(rspamdPort !== undefined && { MXF_RSPAMD_URL: `http://127.0.0.1:${rspamdPort}` }),
+      ...(dnsPort !== undefined && { MXF_DNS_SERVERS: `127.0.0.1:${dnsPort}` }),
     };
     const config = parseConfig(env);
     const sql = createSql(config, { max: 1 });
     const migrations = await migrate(sql).finally(() => sql.end());
     checkpoint();
-    const [temporal, minio] = await startTogether<[Component, Component]>(tiers.middle, [
+    // DNS first: rspamd is told its address, and resolves through it from its first message on.
+    const dns = dnsPort === undefined ? undefined : await startDns(opts, dnsPort, logs);
+    if (dns) tiers.middle.push(dns);
+    checkpoint();
+    const [temporal, minio, rspamd] = (await startTogether<Component[]>(tiers.middle, [
       startTemporal(opts, config, logs),
       startObjectStore(opts, config, logs),
-    ]);
+      ...(rspamdPort === undefined ? [] : [startFilter(opts, config, rspamdPort, logs)]),
+    ])) as [Component, Component, Component?];
     checkpoint();
     const bucketCreated = await ensureBucket(createObjectStore(config), config);
     return {
@@ -110,6 +146,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       postgres: tiers.postgres[0],
       temporal,
       minio,
+      rspamd,
+      dns,
       startService(name, entry, o) {
         const service = startService(opts, { env, config, logs }, name, entry, o?.nodeArgs);
         tiers.services.push(service);
@@ -196,6 +234,64 @@ async function startObjectStore(opts: StackOptions, config: Config, logs: string
       logFile: join(logs, 'minio.log'),
     });
   return restartable(await start(), start);
+}
+
+async function startDns(opts: StackOptions, port: number, logs: string): Promise<Component> {
+  const start = () =>
+    startDnsServer({
+      dir: mkdir(opts.dir, 'dns'),
+      port,
+      records: opts.dns?.records,
+      pidFile: opts.pidFiles ? join(opts.dir, 'dns.pid') : undefined,
+      logFile: join(logs, 'dns.log'),
+    });
+  return restartable(await start(), start);
+}
+
+async function startFilter(
+  opts: StackOptions,
+  config: Config,
+  port: number,
+  logs: string,
+): Promise<Component> {
+  const start = () =>
+    startRspamd({
+      dir: mkdir(opts.dir, 'rspamd'),
+      port,
+      dnsServers: config.dns.servers,
+      pidFile: opts.pidFiles ? join(opts.dir, 'rspamd.pid') : undefined,
+      logFile: join(logs, 'rspamd.log'),
+    });
+  return restartable(await start(), start);
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A free port whose next one is free too: rspamd's worker and its controller. */
+export async function freePortPair(): Promise<number> {
+  for (let tries = 0; ; tries++) {
+    const port = await freePort();
+    if (port < 65535 && (await portFree(port + 1))) return port;
+    if (tries === 20) throw new Error('found no two consecutive free ports');
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
 
 function startService(
