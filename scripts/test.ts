@@ -2,12 +2,13 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { type LaunchedStack, launchStack, type StackOptions } from '../src/stack';
+import { freePortPair, type LaunchedStack, launchStack, type StackOptions } from '../src/stack';
+import { makeTestZone } from '../test/helpers/dns-zone';
 import { freePort } from '../test/helpers/ports';
 
 // `npm test [-- file...]`: starts what the tests need on free ports in a temporary folder (Temporal dev server,
-// MinIO, a fresh PostgreSQL database), runs node's test runner over test/**/*.test.ts, and stops everything,
-// also when a test fails or the run is interrupted.
+// MinIO, a fresh PostgreSQL database, rspamd, and a DNS server holding the tests' records), runs node's test
+// runner over test/**/*.test.ts, and stops everything, also when a test fails or the run is interrupted.
 
 const ROOT = join(__dirname, '..');
 
@@ -22,13 +23,26 @@ function testFiles(args: string[]): string[] {
   return walk(join(ROOT, 'test')).sort();
 }
 
-/** In memory or fsync-off: nothing here outlives the run. On DATABASE_URL, a database of its own. */
-function stackOptions(tmp: string, ports: number[]): StackOptions {
-  const [pgPort, temporalPort, minioPort, consolePort] = ports as [number, number, number, number];
+/**
+ * In memory or fsync-off: nothing here outlives the run. On DATABASE_URL, a database of its own. rspamd and DNS
+ * are always the run's own, whatever the shell exports: the tests' verdicts rest on the records this run serves
+ * (test/helpers/dns-zone.ts), which no other resolver or rspamd has.
+ */
+function stackOptions(tmp: string, ports: number[], rspamdPort: number): StackOptions {
+  const [pgPort, temporalPort, minioPort, consolePort, dnsPort] = ports as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const zone = makeTestZone(tmp);
+  const { MXF_RSPAMD_URL: _rspamd, MXF_DNS_SERVERS: _dns, ...inherited } = process.env;
   return {
     dir: tmp,
     env: {
-      ...process.env,
+      ...inherited,
+      TEST_DKIM_KEY_FILE: zone.dkimKeyFile,
       MXF_S3_ACCESS_KEY: 'mxf-test',
       MXF_S3_SECRET_KEY: 'mxf-test-secret',
       MXF_S3_BUCKET: 'held-mail-test',
@@ -41,6 +55,8 @@ function stackOptions(tmp: string, ports: number[]): StackOptions {
       : { port: pgPort, database: 'mxf_test', ephemeral: true },
     temporal: { port: temporalPort },
     minio: { port: minioPort, consolePort },
+    rspamd: { port: rspamdPort },
+    dns: { port: dnsPort, records: zone.records },
   };
 }
 
@@ -60,8 +76,9 @@ async function main(): Promise<number> {
 
   try {
     const started = Date.now();
-    const ports = await Promise.all(Array.from({ length: 4 }, freePort));
-    launched = launchStack(stackOptions(tmp, ports));
+    const ports = await Promise.all(Array.from({ length: 5 }, freePort));
+    // rspamd's controller takes the port after its worker's.
+    launched = launchStack(stackOptions(tmp, ports, await freePortPair()));
     const { env } = await launched.started;
     console.log(`[test] stack up in ${((Date.now() - started) / 1000).toFixed(1)} s (${tmp})`);
 
