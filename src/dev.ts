@@ -5,6 +5,7 @@ import { createToken } from './api/auth';
 import { type Config, loadConfigOrExit } from './config';
 import { formatProblem, loadRunbooks } from './runbooks/load';
 import { type LaunchedStack, launchStack, type Stack, type StackOptions } from './stack';
+import { formatDnsServer } from './stack/dns';
 import { httpOk, type ManagedProcess, tcpOpen, waitFor } from './stack/process';
 import { createSql } from './store/db';
 import { connectTemporal } from './temporal';
@@ -36,6 +37,9 @@ function stackOptions(config: Config): StackOptions {
       sqlite: 'dev.sqlite',
     },
     minio: { port: config.s3.port, consolePort: config.s3.consolePort },
+    // Each is skipped when its variable names one someone else runs (MXF_RSPAMD_URL, MXF_DNS_SERVERS).
+    rspamd: { port: config.rspamd.port },
+    dns: { port: config.dns.port },
     pidFiles: true,
     servicesToTerminal: true,
   };
@@ -92,6 +96,18 @@ function printEndpoints(config: Config, stack: Stack, adminToken: string): void 
   say(`  MinIO console            http://${config.s3.endPoint}:${config.s3.consolePort}`);
   const managed = config.database.managed ? '  (private cluster)' : '';
   say(`  PostgreSQL               ${stack.config.database.url}${managed}`);
+  const rspamd = stack.config.rspamd.url;
+  say(
+    stack.rspamd
+      ? `  rspamd                   ${rspamd}  (private; controller and web UI on http://127.0.0.1:${config.rspamd.port + 1})`
+      : `  rspamd                   ${rspamd}`,
+  );
+  const resolvers = stack.config.dns.servers.map(formatDnsServer).join(', ');
+  say(
+    stack.dns
+      ? `  DNS (sender checks)      ${resolvers}  (private, no records; MXF_DNS_SERVERS=host:port uses a real resolver)`
+      : `  DNS (sender checks)      ${resolvers || "the system's resolvers (/etc/resolv.conf)"}`,
+  );
   if ((process.env.MXF_MONITOR ?? 'off') === 'off')
     say('Active monitoring is off here; MXF_MONITOR=on npm run dev turns it on.');
   say(
@@ -114,7 +130,7 @@ async function main() {
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
-    say('stopping: service processes first, then Temporal and MinIO, then PostgreSQL');
+    say('stopping: service processes first, then Temporal, MinIO, rspamd and DNS, then PostgreSQL');
     await launched?.stop();
     say('stopped');
     process.exit(code);
