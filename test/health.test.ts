@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, test } from 'node:test';
 import { Connection } from '@temporalio/client';
 import pino from 'pino';
@@ -36,7 +37,7 @@ test('GET /healthz is 200 with every component up', async () => {
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json();
   assert.equal(body.status, 'up');
-  assert.deepEqual(Object.keys(body.components).sort(), ['minio', 'postgres', 'temporal']);
+  assert.deepEqual(Object.keys(body.components).sort(), ['minio', 'postgres', 'rspamd', 'temporal']);
   for (const c of Object.values(body.components) as { status: string }[]) assert.equal(c.status, 'up');
 });
 
@@ -45,6 +46,7 @@ test('GET /healthz is 503 and names each component that is down', async () => {
   const config = testConfig({
     MXF_S3_ENDPOINT: `http://127.0.0.1:${nobody}`,
     TEMPORAL_ADDRESS: `127.0.0.1:${nobody}`,
+    MXF_RSPAMD_URL: `http://127.0.0.1:${nobody}`,
   });
   const res = await (await api(config)).inject({ method: 'GET', url: '/healthz' });
   assert.equal(res.statusCode, 503, res.body);
@@ -53,7 +55,41 @@ test('GET /healthz is 503 and names each component that is down', async () => {
   assert.equal(components.postgres.status, 'up');
   assert.equal(components.minio.status, 'down');
   assert.equal(components.temporal.status, 'down');
+  assert.equal(components.rspamd.status, 'down');
   assert.ok(components.minio.error, 'a down component says why');
+});
+
+test('GET /healthz is 503 naming rspamd when only rspamd does not answer', async () => {
+  const nobody = await freePort();
+  const res = await (await api(testConfig({ MXF_RSPAMD_URL: `http://127.0.0.1:${nobody}` }))).inject({
+    method: 'GET',
+    url: '/healthz',
+  });
+  assert.equal(res.statusCode, 503, res.body);
+  const { status, components } = res.json();
+  assert.equal(status, 'down');
+  assert.deepEqual(
+    Object.entries(components as Record<string, { status: string }>)
+      .filter(([, c]) => c.status === 'down')
+      .map(([name]) => name),
+    ['rspamd'],
+  );
+  assert.match(components.rspamd.error, new RegExp(`127\\.0\\.0\\.1:${nobody}/ping: ECONNREFUSED`));
+});
+
+test('GET /healthz reports rspamd down when /ping does not answer "pong"', async () => {
+  // Something else on rspamd's port (a proxy's error page, another service) is not rspamd.
+  const impostor = createServer((_req, res) => res.end('hello'));
+  await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+  closing.push(() => new Promise((resolve) => impostor.close(resolve)));
+  const { port } = impostor.address() as { port: number };
+  const res = await (await api(testConfig({ MXF_RSPAMD_URL: `http://127.0.0.1:${port}` }))).inject({
+    method: 'GET',
+    url: '/healthz',
+  });
+  assert.equal(res.statusCode, 503, res.body);
+  assert.equal(res.json().components.rspamd.status, 'down');
+  assert.match(res.json().components.rspamd.error, /answered 200 "hello"/);
 });
 
 test('GET /healthz reports a missing bucket as MinIO down', async () => {

@@ -4,7 +4,7 @@ import type { Config } from '../config';
 import type { Sql } from '../store/db';
 import type { ObjectStore } from '../store/objects';
 
-export type ComponentName = 'postgres' | 'minio' | 'temporal';
+export type ComponentName = 'postgres' | 'minio' | 'temporal' | 'rspamd';
 
 export interface ComponentHealth {
   status: 'up' | 'down';
@@ -42,9 +42,21 @@ async function timed(check: () => Promise<unknown>): Promise<ComponentHealth> {
   }
 }
 
+/** rspamd's normal worker answers GET /ping with "pong". */
+async function pingRspamd(url: string): Promise<void> {
+  const res = await fetch(`${url}/ping`, { signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) }).catch((err) => {
+    // fetch says only "fetch failed"; the cause says why (ECONNREFUSED, ENOTFOUND, ...).
+    const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`GET ${url}/ping: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+  });
+  const body = (await res.text()).trim();
+  if (!res.ok || body !== 'pong')
+    throw new Error(`GET ${url}/ping answered ${res.status} ${JSON.stringify(body.slice(0, 80))}`);
+}
+
 export async function checkHealth(deps: HealthDeps): Promise<Record<ComponentName, ComponentHealth>> {
   const { config, sql, objects, temporal } = deps;
-  const [postgres, minio, temporalHealth] = await Promise.all([
+  const [postgres, minio, temporalHealth, rspamd] = await Promise.all([
     timed(() => sql`select 1`),
     timed(async () => {
       if (!(await objects.bucketExists(config.s3.bucket)))
@@ -55,8 +67,9 @@ export async function checkHealth(deps: HealthDeps): Promise<Record<ComponentNam
         temporal.workflowService.describeNamespace({ namespace: config.temporal.namespace }),
       ),
     ),
+    timed(() => pingRspamd(config.rspamd.url)),
   ]);
-  return { postgres, minio, temporal: temporalHealth };
+  return { postgres, minio, temporal: temporalHealth, rspamd };
 }
 
 /** GET /healthz: 200 when every component answers, 503 naming the one that does not. */
