@@ -24,6 +24,17 @@ test('compose runs ingest, worker, api and init from our Dockerfile', () => {
   assert.deepEqual(ours.map(([name]) => name).sort(), ['api', 'ingest', 'init', 'worker']);
 });
 
+test('compose points every service of ours at its rspamd service', () => {
+  const rspamd = compose.services.rspamd as { image?: string } | undefined;
+  assert.match(rspamd?.image ?? '', /^rspamd\/rspamd:/);
+  for (const [name, service] of ours) {
+    const env = Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, expand(v)]));
+    const config = parseConfig(env);
+    assert.equal(config.rspamd.managed, false, `${name} points at the rspamd service`);
+    assert.equal(new URL(config.rspamd.url).hostname, 'rspamd', name);
+  }
+});
+
 for (const [name, service] of ours) {
   test(`compose service ${name}: its environment passes the config schema and its command exists`, () => {
     const env = Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, expand(v)]));
