@@ -9,6 +9,7 @@ import { Client, Connection } from '@temporalio/client';
 import nodemailer from 'nodemailer';
 import postgres from 'postgres';
 import { outageWorkflowId } from '../src/domain/outage';
+import { freePortPair } from '../src/stack';
 import { statusQuery } from '../src/workflows/messages';
 import { eventually } from './helpers/eventually';
 import { freePort } from './helpers/ports';
@@ -89,6 +90,9 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
     MXF_S3_CONSOLE_PORT: String(consolePort),
     MXF_PG_PORT: String(pg),
     MXF_INGEST_METRICS_PORT: String(metrics),
+    MXF_WORKER_METRICS_PORT: String(await freePort()),
+    MXF_RSPAMD_PORT: String(await freePortPair()),
+    MXF_DNS_PORT: String(await freePort()),
     MXF_LOG_LEVEL: 'warn',
   };
 
@@ -102,7 +106,7 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
       Object.entries(body.components)
         .map(([name, c]) => `${name}:${c.status}`)
         .sort(),
-      ['minio:up', 'postgres:up', 'temporal:up'],
+      ['minio:up', 'postgres:up', 'rspamd:up', 'temporal:up'],
     );
     assert.equal((await fetch(`http://127.0.0.1:${ui}/`)).status, 200, 'Temporal Web UI');
     assert.match(await smtpBanner(smtp), /^220 /);

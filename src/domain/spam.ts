@@ -8,14 +8,9 @@ import { z } from 'zod';
 /** A runbook's `spam` section. Every field has a default, so runbooks without it get the defaults. */
 export const spamPolicySchema = z
   .strictObject({
-    quarantineAt: z
-      .number()
-      .min(0)
-      .max(1000)
-      .default(6)
-      .meta({
-        description: 'rspamd score at or above which a message is quarantined (rspamd "add header" is 6).',
-      }),
+    quarantineAt: z.number().min(0).max(1000).default(6).meta({
+      description: 'rspamd score at or above which a message is quarantined (rspamd "add header" is 6).',
+    }),
     dmarcReject: z.enum(['quarantine', 'score-only']).default('quarantine').meta({
       description:
         'A message failing DMARC for a domain that publishes p=reject: quarantined, or left to its score.',

@@ -1,7 +1,7 @@
-import { createServer } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { loadConfigOrExit } from '../config';
 import { createLogger } from '../log';
+import { serveMetrics } from '../metrics-server';
 import { loadRunbooksOrExit } from '../runbooks/load';
 import { createSql } from '../store/db';
 import { createObjectStore } from '../store/objects';
@@ -34,12 +34,7 @@ async function main() {
   const { metrics } = ingest;
   await ingest.listen(config.smtp.port, config.smtp.host);
   // Each ingest node is its own Prometheus target, on the ops interface next to the API.
-  const metricsServer = createServer((req, res) => {
-    if (req.url !== '/metrics') return res.writeHead(404).end();
-    void metrics.registry
-      .metrics()
-      .then((text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text));
-  }).listen(config.smtp.metricsPort, config.api.host);
+  const metricsServer = serveMetrics(metrics.registry, config.smtp.metricsPort, config.api.host, log);
   log.info(
     {
       host: config.smtp.host,

@@ -14,6 +14,8 @@ import {
 import pino from 'pino';
 import { createActivities } from '../../src/activities';
 import type { Config } from '../../src/config';
+import { createScorerMetrics } from '../../src/scorer/metrics';
+import { Scorer } from '../../src/scorer/scorer';
 import { TOOLS_BIN } from '../../src/stack/temporal';
 import type { Sql } from '../../src/store/db';
 import { createObjectStore } from '../../src/store/objects';
@@ -59,7 +61,18 @@ export async function withWorker<T>(
         client,
       }),
     });
-    return await worker.runUntil(fn);
+    // Like the worker process, the scorer runs beside the workflows (with default spam policies).
+    const scorer = new Scorer({
+      sql: opts.sql,
+      objects: createObjectStore(config),
+      config,
+      log: pino({ level: 'silent' }),
+      client,
+      runbooks: [],
+      metrics: createScorerMetrics(),
+    });
+    scorer.start();
+    return await worker.runUntil(fn).finally(() => scorer.stop());
   } finally {
     await client.connection.close();
     await connection.close();

@@ -1,0 +1,194 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Client } from '@temporalio/client';
+import type postgres from 'postgres';
+import { BatchBodies, type StoredBody } from '../activities/body-reader';
+import type { Config } from '../config';
+import { outageWorkflowId } from '../domain/outage';
+import type { Runbook } from '../domain/runbook';
+import { type SpamPolicy, type SpamScore, spamPolicySchema, verdictOf } from '../domain/spam';
+import type { Logger } from '../log';
+import type { Sql } from '../store/db';
+import type { ObjectStore } from '../store/objects';
+import { mailHeldSignal } from '../workflows/messages';
+import type { ScorerMetrics } from './metrics';
+import { checkMessage, type Envelope, FilterError } from './rspamd';
+
+// The scorer: every held message is scored once, off the SMTP path, by whichever worker process claims it. A claim
+// is a row lock (FOR UPDATE SKIP LOCKED) held while its batch is scored, so two workers never score one message,
+// and a worker or filter that dies mid-batch leaves the rest unscored for the next claim: nothing is lost, and
+// the `scored_at is null` guard on the write makes a score final. The 250 never waited for any of this.
+
+const BATCH = 32;
+const CONCURRENCY = 8;
+const IDLE_MS = 250;
+const MAX_BACKOFF_MS = 30_000;
+
+interface Unscored extends StoredBody {
+  id: string;
+  queue_id: string;
+  envelope_from: string;
+  client_ip: string;
+  helo: string;
+  recipients: string[];
+  customers: string[];
+}
+
+export interface ScorerDeps {
+  sql: Sql;
+  objects: ObjectStore;
+  config: Config;
+  log: Logger;
+  client: Client;
+  runbooks: Runbook[];
+  metrics: ScorerMetrics;
+}
+
+export class Scorer {
+  private stopped = false;
+  private running?: Promise<void>;
+  private readonly policies: Map<string, SpamPolicy>;
+  private readonly lastRing = new Map<string, number>();
+
+  constructor(private readonly deps: ScorerDeps) {
+    this.policies = new Map(deps.runbooks.map((rb) => [rb.id, spamPolicySchema.parse(rb.spam)]));
+  }
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      let scored = 0;
+      try {
+        scored = await this.scoreBatch();
+        if (failures > 0) this.deps.log.info('the spam filter answers again; scoring resumed');
+        failures = 0;
+      } catch (err) {
+        failures++;
+        this.deps.metrics.errors.inc();
+        await this.recordHealth(err as Error).catch(() => undefined);
+        this.deps.log.warn(
+          { err: (err as Error).message },
+          'spam scoring failed; held mail waits for its score',
+        );
+      }
+      if (scored === 0 && !this.stopped)
+        await sleep(failures ? Math.min(1_000 * 2 ** (failures - 1), MAX_BACKOFF_MS) : IDLE_MS);
+    }
+  }
+
+  /** Claims, scores and records one batch; returns how many were scored. Throws when the filter fails. */
+  private async scoreBatch(): Promise<number> {
+    const customers = new Set<string>();
+    const scored = await this.deps.sql.begin(async (tx) => {
+      const batch = await tx<Unscored[]>`
+        select m.id, m.queue_id, m.object_key, m.body_offset, m.size_bytes, m.envelope_from,
+               host(m.client_ip) as client_ip, m.helo,
+               (select array_agg(r.recipient order by r.recipient) from held_recipient r where r.message_id = m.id)
+                 as recipients,
+               (select array_agg(distinct r.customer_id) from held_recipient r where r.message_id = m.id)
+                 as customers
+        from held_message m where m.scored_at is null
+        order by m.id limit ${BATCH}
+        for update skip locked`;
+      if (batch.length === 0) return 0;
+      const bodies = new BatchBodies(this.deps.objects, this.deps.config.s3.bucket, batch);
+      const results = await inParallel(batch, CONCURRENCY, async (m) => this.score(m, await bodies.read(m)));
+      let done = 0;
+      let failure: unknown;
+      for (const [i, r] of results.entries()) {
+        if (r.status === 'rejected') {
+          failure ??= r.reason;
+          continue;
+        }
+        await this.record(tx, batch[i]!, r.value);
+        for (const c of batch[i]!.customers) customers.add(c);
+        done++;
+      }
+      // What was scored is kept; the rest stays unscored for the next claim, and the caller backs off.
+      if (failure && done === 0) throw failure;
+      return done;
+    });
+    if (scored > 0) await this.recordHealth(null);
+    for (const c of customers) await this.ring(c);
+    return scored;
+  }
+
+  private async score(m: Unscored, raw: Buffer): Promise<SpamScore> {
+    const envelope: Envelope = {
+      queueId: m.queue_id,
+      clientIp: m.client_ip,
+      helo: m.helo,
+      from: m.envelope_from,
+      recipients: m.recipients,
+    };
+    const started = process.hrtime.bigint();
+    const score = await checkMessage(this.deps.config.rspamd.url, raw, envelope);
+    this.deps.metrics.latency.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    score.auth.spf.domain = m.envelope_from.slice(m.envelope_from.lastIndexOf('@') + 1) || m.helo;
+    return score;
+  }
+
+  private async record(tx: postgres.TransactionSql, m: Unscored, score: SpamScore): Promise<void> {
+    const policies = m.customers.map((c) => this.policies.get(c) ?? spamPolicySchema.parse(undefined));
+    const { verdict, reason } = verdictOf(score, policies);
+    const updated = await tx`
+      update held_message set scored_at = now(), spam_verdict = ${verdict}, spam_score = ${score.score},
+        spam_action = ${score.action}, spam_symbols = ${tx.json(score.symbols as never)},
+        auth = ${tx.json({ ...score.auth, verdictReason: reason } as never)}
+      where id = ${m.id} and scored_at is null`;
+    if (updated.count === 1) this.deps.metrics.scored.inc({ verdict });
+  }
+
+  /** The filter's state, for the outage status: since when it fails, and with what. */
+  private async recordHealth(err: Error | null): Promise<void> {
+    const error = err ? (err instanceof FilterError ? err.message : `scoring: ${err.message}`) : null;
+    await this.deps.sql`
+      insert into filter_health (id, checked_at, failing_since, last_error)
+      values (1, now(), ${error ? new Date() : null}, ${error})
+      on conflict (id) do update set checked_at = now(), last_error = excluded.last_error,
+        failing_since = case when excluded.last_error is null then null
+                             else coalesce(filter_health.failing_since, now()) end`;
+  }
+
+  /**
+   * A forward waits for scores: tell the customer's outage, at most once per doorbell interval. Only a running
+   * outage is told; mail is held either way, and the ingest's doorbell or the reconciler starts one when needed.
+   */
+  private async ring(customerId: string): Promise<void> {
+    const now = Date.now();
+    if (now - (this.lastRing.get(customerId) ?? 0) < this.deps.config.smtp.doorbellMs) return;
+    this.lastRing.set(customerId, now);
+    try {
+      await this.deps.client.workflow
+        .getHandle(outageWorkflowId(customerId))
+        .signal(mailHeldSignal, { acceptedSinceLastRing: 0 });
+    } catch (err) {
+      this.deps.log.debug({ customerId, err: (err as Error).message }, 'no running outage to tell of scores');
+    }
+  }
+}
+
+/** Runs `fn` over `items`, at most `limit` at once, keeping each outcome in order. */
+async function inParallel<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>) {
+  const results: PromiseSettledResult<R>[] = new Array(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!).then(
+        (value) => ({ status: 'fulfilled', value }) as const,
+        (reason) => ({ status: 'rejected', reason }) as const,
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
+}
