@@ -28,9 +28,13 @@ export function heldRecipient(sql: Sql, target: HeldFor) {
       and (d.outcome = 'delivered' or d.target = ${key}))`;
 }
 
-/** The operator's review overrides the filter's verdict. On a `held_message m` row. */
+/**
+ * The operator's review overrides the filter's verdict. On a `held_message m` row. Never null (unscored, unreviewed
+ * rows have nulls in both columns), so that `not` of it means "not quarantined".
+ */
 export const quarantinedMessage = (sql: Sql) =>
-  sql`(m.spam_review = 'spam' or (m.spam_verdict = 'quarantined' and m.spam_review is null))`;
+  sql`(m.spam_review is not distinct from 'spam'
+       or (m.spam_verdict is not distinct from 'quarantined' and m.spam_review is null))`;
 
 /** The spam condition on a `held_message m` row: may this delivery take it? */
 export function deliverable(sql: Sql, gate: SpamGate) {
