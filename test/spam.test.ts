@@ -79,14 +79,16 @@ interface ScoredRow {
   } | null;
 }
 
+// Ingest stores the Message-ID header as written, in its angle brackets.
 const rowsOf = (sql: Sql, messageIds: string[]) => sql<ScoredRow[]>`
-  select id, message_id, scored_at, spam_verdict, spam_score, spam_symbols, auth
-  from held_message where message_id in ${sql(messageIds)} order by id`;
+  select id, trim(both '<>' from message_id) as message_id, scored_at, spam_verdict, spam_score, spam_symbols, auth
+  from held_message where message_id in ${sql(messageIds.map((id) => `<${id}>`))} order by id`;
 
 test('GTUBE is quarantined within seconds and a forward leaves it; the rest are forwarded; releasing it delivers it', async () => {
   const runbook = downPrimaryRunbook(await freePort());
   const to = (runbook.recipients as string[])[0]!;
-  const gmail = await startCatcher();
+  const gmail = await startCatcher(); // also the relay the contacts' notification emails leave through
+  const forwarded = () => gmail.caught.filter((m) => m.to.includes(GMAIL));
   const ops = await startOpsStack([runbook], { client: temporal.client, relayPort: gmail.port });
   try {
     await ops.run(async () => {
@@ -134,7 +136,7 @@ test('GTUBE is quarantined within seconds and a forward leaves it; the rest are 
       );
       assert.equal(status.heldMessages, 0, 'nothing else is held for the forward');
       assert.deepEqual(
-        messageIdsOf(gmail.caught).sort(),
+        messageIdsOf(forwarded()).sort(),
         [...ham].sort(),
         'the clean two, and not the GTUBE',
       );
@@ -143,11 +145,11 @@ test('GTUBE is quarantined within seconds and a forward leaves it; the rest are 
       assert.equal(released.status, 200, released.text);
       await eventually(
         'the released message forwarded',
-        async () => gmail.caught.length,
+        async () => forwarded().length,
         (n) => n === 3,
         15_000,
       );
-      assert.equal(messageIdsOf(gmail.caught)[2], spam, 'the released message is the third delivered');
+      assert.equal(messageIdsOf(forwarded())[2], spam, 'the released message is the third delivered');
       assert.equal((await handle.query(statusQuery)).spam?.quarantined, 0);
     });
   } finally {
@@ -191,11 +193,11 @@ test('sender authentication: a DKIM-signed message passes; a From of a p=reject 
       assert.equal(bad!.auth?.dmarc.policy, 'reject');
       assert.equal(bad!.spam_verdict, 'quarantined');
 
-      const shownGood = await ops.api.call('GET', `/api/messages/${good!.id}`, { as: 'viewer' });
+      const shownGood = await ops.api.call('GET', `/api/messages/${good!.id}`, { as: 'operator' });
       assert.equal(shownGood.status, 200, shownGood.text);
       assert.equal(shownGood.json.auth.dkim.result, 'pass');
       assert.equal(shownGood.json.spam.state, 'clean');
-      const shownBad = await ops.api.call('GET', `/api/messages/${bad!.id}`, { as: 'viewer' });
+      const shownBad = await ops.api.call('GET', `/api/messages/${bad!.id}`, { as: 'operator' });
       assert.equal(shownBad.json.auth.dmarc.result, 'fail');
       assert.equal(shownBad.json.spam.state, 'quarantined');
       assert.match(shownBad.json.spam.reason, /DMARC/);
