@@ -1,5 +1,8 @@
 import { simpleParser } from 'mailparser';
 import sanitizeHtml from 'sanitize-html';
+import { z } from 'zod';
+import { authResultSchema, type SenderAuth, type SpamState } from '../domain/spam';
+import type { StoredSpam } from '../store/quarantine';
 import { ApiFailure } from './errors';
 
 // Reading a held message for an operator: parsed with mailparser here, on the API, never on the SMTP path, and
@@ -65,4 +68,69 @@ export async function parseForReading(body: Buffer, sizeBytes: number) {
       sha256: a.checksum ?? null,
     })),
   };
+}
+
+// A held message's spam score and sender authentication, as operators read them. The operator's review overrides
+// the filter's verdict; the symbols that weigh most come first, whichever way they push.
+
+export const senderAuthSchema = z
+  .object({
+    spf: z.object({ result: authResultSchema, domain: z.string().nullable() }),
+    dkim: z.object({ result: authResultSchema, domains: z.array(z.string()) }),
+    dmarc: z.object({
+      result: authResultSchema,
+      domain: z.string().nullable(),
+      policy: z.string().nullable(),
+    }),
+    arc: z.object({ result: authResultSchema }),
+  })
+  .meta({ id: 'SenderAuth', description: 'SPF, DKIM, DMARC and ARC as the filter evaluated them' });
+
+export const spamViewSchema = z
+  .object({
+    state: z.enum(['unscored', 'clean', 'quarantined', 'released', 'spam']),
+    /** rspamd's score; null until scored. */
+    score: z.number().nullable(),
+    /** rspamd's own action at its thresholds, for the record: the verdict is ours (the runbook's policy). */
+    action: z.string().nullable(),
+    /** Why the filter quarantined it; null for clean or unscored mail. */
+    reason: z.string().nullable(),
+    scoredAt: z.string().nullable(),
+    symbols: z.array(z.object({ name: z.string(), score: z.number(), options: z.array(z.string()) })),
+    review: z
+      .object({ state: z.enum(['released', 'spam']), by: z.string().nullable(), at: z.string().nullable() })
+      .nullable(),
+  })
+  .meta({
+    id: 'MessageSpam',
+    description:
+      "The message's spam state (an operator's review overrides the filter's verdict), score and symbols, largest first",
+  });
+export type SpamView = z.infer<typeof spamViewSchema>;
+
+export function spamStateOf(s: Pick<StoredSpam, 'review' | 'verdict' | 'scoredAt'>): SpamState {
+  if (s.review) return s.review;
+  if (!s.scoredAt || !s.verdict) return 'unscored';
+  return s.verdict;
+}
+
+export function spamView(s: StoredSpam): SpamView {
+  return {
+    state: spamStateOf(s),
+    score: s.score,
+    action: s.action,
+    reason: s.auth?.verdictReason ?? null,
+    scoredAt: s.scoredAt,
+    symbols: Object.entries(s.symbols ?? {})
+      .map(([name, sym]) => ({ name, score: sym.score, options: sym.options ?? [] }))
+      .sort((a, b) => Math.abs(b.score) - Math.abs(a.score) || a.name.localeCompare(b.name)),
+    review: s.review ? { state: s.review, by: s.reviewedBy, at: s.reviewedAt } : null,
+  };
+}
+
+/** The stored sender authentication without the verdict's reason (that is the spam view's); null when unscored. */
+export function authView(s: StoredSpam): SenderAuth | null {
+  if (!s.scoredAt || !s.auth) return null;
+  const { spf, dkim, dmarc, arc } = s.auth;
+  return { spf, dkim, dmarc, arc };
 }

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Config } from '../config';
+import type { SenderAuth } from '../domain/spam';
 import type { Sql } from '../store/db';
 import {
   findMessage,
@@ -12,7 +13,7 @@ import {
 } from '../store/held-mail-queries';
 import { type ObjectStore, readBody } from '../store/objects';
 import { ApiFailure } from './errors';
-import { assertParsable, parseForReading } from './message-view';
+import { assertParsable, authView, parseForReading, type SpamView, spamView } from './message-view';
 import { findOutage, outageIdParamSchema, outageState } from './outage-lookup';
 import { pageSchema } from './paging';
 
@@ -92,9 +93,12 @@ export function registerMessageRoutes(
     {
       config: { role: 'operator', audit: 'message.read' },
       schema: {
-        summary: 'One held message: envelope, headers, text, sanitized HTML and the attachment list',
+        summary:
+          'One held message: envelope, spam score and sender authentication, headers, text, sanitized HTML and the attachment list',
         description:
-          'Parsed on demand, with a size cap and a time cap; past them, read it with /raw. Every read is audited.',
+          'Parsed on demand, with a size cap and a time cap; past them, read it with /raw. `spam.state` is the ' +
+          "operator's review when there is one, else the filter's verdict (unscored until scored); `auth` is null " +
+          'until scored. Every read is audited.',
         tags: ['messages'],
         security: [{ bearer: [] }],
         params: messageIdParams,
@@ -108,8 +112,13 @@ export function registerMessageRoutes(
         offset: message.bodyOffset,
         length: message.sizeBytes,
       });
-      const { objectKey: _key, bodyOffset: _offset, ...envelope } = message;
-      const detail: MessageDetail = { ...envelope, content: await parseForReading(body, message.sizeBytes) };
+      const { objectKey: _key, bodyOffset: _offset, spam, ...envelope } = message;
+      const detail: MessageDetail = {
+        ...envelope,
+        spam: spamView(spam),
+        auth: authView(spam),
+        content: await parseForReading(body, message.sizeBytes),
+      };
       return detail;
     },
   );
@@ -145,7 +154,9 @@ export function registerMessageRoutes(
   );
 }
 
-export type MessageDetail = Omit<StoredMessage, 'objectKey' | 'bodyOffset'> & {
+export type MessageDetail = Omit<StoredMessage, 'objectKey' | 'bodyOffset' | 'spam'> & {
+  spam: SpamView;
+  auth: SenderAuth | null;
   content: Awaited<ReturnType<typeof parseForReading>>;
 };
 export interface MessagePage {

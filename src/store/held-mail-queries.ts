@@ -1,4 +1,5 @@
 import type { Sql } from './db';
+import { type StoredSpam, storedSpam } from './quarantine';
 
 // What operators read about held mail: pages of an outage's messages, and one message's envelope. Keyset paging
 // on the message id keeps a page's cost flat however much is held.
@@ -68,6 +69,8 @@ export interface StoredMessage {
   helo: string;
   tls: string | null;
   recipients: { address: string; customerId: string }[];
+  /** The spam columns as the scorer (and an operator's review) left them. */
+  spam: StoredSpam;
 }
 
 export async function findMessage(sql: Sql, id: string): Promise<StoredMessage | undefined> {
@@ -77,7 +80,8 @@ export async function findMessage(sql: Sql, id: string): Promise<StoredMessage |
            to_json(m.received_at)#>>'{}' as "receivedAt", host(m.client_ip) as "clientIp", m.helo, m.tls,
            (select jsonb_agg(jsonb_build_object('address', r.recipient, 'customerId', r.customer_id)
                              order by r.recipient)
-            from held_recipient r where r.message_id = m.id) as recipients
+            from held_recipient r where r.message_id = m.id) as recipients,
+           ${storedSpam(sql)} as spam
     from held_message m where m.id = ${id}`;
   return row;
 }
