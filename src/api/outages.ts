@@ -11,7 +11,10 @@ import {
   type OutageWorkflow,
   requestMetaShape,
 } from '../domain/outage';
+import { parseOutageId } from '../domain/outage-id';
 import { customerIdSchema, type Runbook } from '../domain/runbook';
+import type { Sql } from '../store/db';
+import { countSpam } from '../store/held';
 import { outageStart } from '../temporal';
 import { declareUpdate, instructUpdate, recordCallUpdate } from '../workflows/messages';
 import { operatorOfRequest } from './auth';
@@ -29,6 +32,7 @@ import {
 
 export interface OutageRouteDeps {
   config: Config;
+  sql: Sql;
   client: Client;
   runbooks: ReadonlyMap<string, Runbook>;
 }
@@ -65,8 +69,28 @@ export function outageView(status: OutageStatus) {
 
 const secured = { security: [{ bearer: [] }] };
 
+/**
+ * Resolve waits until an operator has listed the quarantine since the last quarantined message arrived.
+ *
+ * Decision: quarantined mail stops counting as held for resolve once an operator has seen it. It is kept, never
+ * deleted, and can still be released after the outage is resolved, when it goes to the customer's own servers
+ * (a release rings the customer's outage, and starts one when none runs). What an operator has not seen yet may be
+ * real mail the filter got wrong, so it stands in the way, like held mail does.
+ */
+async function refuseUnreviewedQuarantine(sql: Sql, outageId: string): Promise<void> {
+  const customerId = parseOutageId(outageId)?.customerId ?? outageId;
+  const { unreviewed } = await countSpam(sql, customerId);
+  if (unreviewed > 0)
+    throw new ApiFailure(
+      409,
+      'QUARANTINE_NOT_REVIEWED',
+      `${unreviewed} quarantined message(s) arrived since the quarantine was last listed: ` +
+        `\`mxf quarantine list ${outageId}\` shows them; release what is real, then resolve`,
+    );
+}
+
 export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps): void {
-  const { client, config, runbooks } = deps;
+  const { client, config, sql, runbooks } = deps;
   const api = app.withTypeProvider<ZodTypeProvider>();
 
   api.get(
@@ -109,7 +133,8 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
         summary: 'Tell the outage what to do with held mail: hold, forward, redirect, restore or resolve',
         description:
           'Answered with the state after the workflow applied the instruction (200), or 409 with the reason it refused. ' +
-          'A retry with the same requestId is applied once.',
+          'A resolve is refused (409 QUARANTINE_NOT_REVIEWED) while quarantined mail arrived since the quarantine was ' +
+          'last listed. A retry with the same requestId is applied once.',
         tags: ['outages'],
         ...secured,
         params: idParams,
@@ -119,6 +144,7 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
     async (req) => {
       const { name: actor } = operatorOfRequest(req);
       const found = await findRunningOutage(client, req.params.id);
+      if (req.body.action === 'resolve') await refuseUnreviewedQuarantine(sql, req.params.id);
       const requestId = req.body.requestId ?? randomUUID();
       return outageView(
         await updateOutage(client, found, req.params.id, instructUpdate, { ...req.body, actor, requestId }),

@@ -12,6 +12,7 @@ import { registerMessageRoutes } from './messages';
 import { registerMetrics } from './metrics';
 import { registerOpenApi } from './openapi';
 import { registerOutageRoutes } from './outages';
+import { registerQuarantineRoutes } from './quarantine';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -50,8 +51,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const client = new Client({ connection: deps.temporal, namespace: deps.config.temporal.namespace });
   const runbooks = new Map(deps.runbooks.map((rb) => [rb.id, rb]));
   registerCustomerRoutes(app, { sql: deps.sql, client, runbooks });
-  registerOutageRoutes(app, { config: deps.config, client, runbooks });
+  registerOutageRoutes(app, { config: deps.config, sql: deps.sql, client, runbooks });
   registerMessageRoutes(app, { ...deps, client });
+  registerQuarantineRoutes(app, { ...deps, client, runbooks });
   registerAuditRoutes(app, deps.sql);
   await app.ready();
   return app;
