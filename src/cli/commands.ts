@@ -5,10 +5,20 @@ import { roleSchema, tokenNameSchema } from '../api/auth';
 import type { CustomersResponse } from '../api/customers';
 import type { MessageDetail, MessagePage } from '../api/messages';
 import type { OutageSummary } from '../api/outage-lookup';
+import type { QuarantinePage, ReviewResult } from '../api/quarantine';
 import type { Config } from '../config';
 import { checkRunbooks } from '../runbooks/check';
 import { type ApiTarget, request } from './api-client';
-import { type OutageView, outageDetail, outageLine, outagesTable, table, when } from './render';
+import {
+  authSection,
+  type OutageView,
+  outageDetail,
+  outageLine,
+  outagesTable,
+  spamSection,
+  table,
+  when,
+} from './render';
 import { tokensCommand } from './tokens';
 
 // mxf's commands, one entry each: the words that name it, its lines of the usage text, the options it takes, and
@@ -155,8 +165,9 @@ const instruct = command({
   name: 'instruct',
   usage: [
     'instruct <outage> hold|restore|resolve [--note TEXT]',
-    'instruct <outage> forward --to ADDRESS [--to ADDRESS ...] [--note TEXT]',
-    'instruct <outage> redirect --host HOST [--port 25] [--require-tls] [--note TEXT]',
+    'instruct <outage> forward --to ADDRESS [--to ADDRESS ...] [--deliver-unscored] [--note TEXT]',
+    'instruct <outage> redirect --host HOST [--port 25] [--require-tls] [--deliver-unscored] [--note TEXT]',
+    '    --deliver-unscored: also send mail the spam filter has not scored yet (when the filter is down for long)',
   ],
   options: {
     note: { type: 'string' },
@@ -164,6 +175,7 @@ const instruct = command({
     host: { type: 'string' },
     port: { type: 'string' },
     'require-tls': { type: 'boolean' },
+    'deliver-unscored': { type: 'boolean' },
   },
   maxArgs: 2,
   async run({ api, out }, [outage, action], opts) {
@@ -176,6 +188,11 @@ const instruct = command({
       body.host = opts.host;
       if (opts.port) body.port = Number(opts.port);
       body.requireTls = opts['require-tls'] ?? false;
+    }
+    if (opts['deliver-unscored']) {
+      if (action !== 'forward' && action !== 'redirect')
+        throw new UsageError('instruct: --deliver-unscored goes with forward or redirect');
+      body.deliverUnscored = true;
     }
     const path = `/api/outages/${seg(outage, 'the outage id')}/instructions`;
     const r = await request<OutageView>(api, 'POST', path, body);
@@ -251,7 +268,9 @@ const messagesList = command({
 
 const messagesShow = command({
   name: 'messages show',
-  usage: ['messages show <id>                          headers, text and attachments (audited)'],
+  usage: [
+    'messages show <id>                          spam score, authentication, headers, text, attachments (audited)',
+  ],
   options: {},
   maxArgs: 1,
   async run({ api, out }, [id]) {
@@ -272,6 +291,10 @@ function messageText(m: MessageDetail): string {
     `Subject      ${c.subject ?? '-'}`,
     `Date         ${c.date ?? '-'}`,
     '',
+    ...spamSection(m.spam),
+    '',
+    ...authSection(m.auth),
+    '',
     c.text ?? '(no text part)',
     '',
     'Attachments',
@@ -290,6 +313,73 @@ const messagesRaw = command({
   async run({ api }, [id]) {
     const path = `/api/messages/${seg(id, 'the message id')}/raw`;
     process.stdout.write(await request<Buffer>(api, 'GET', path, undefined, { binary: true }));
+    return 0;
+  },
+});
+
+const quarantineList = command({
+  name: 'quarantine list',
+  usage: [
+    'quarantine list <outage> [--limit N] [--cursor ID]   quarantined mail still held (listing records a review)',
+  ],
+  options: { limit: { type: 'string' }, cursor: { type: 'string' } },
+  maxArgs: 1,
+  async run({ api, out }, [outage], { limit, cursor }) {
+    const path = `/api/outages/${seg(outage, 'the outage id')}/quarantine${query({ limit, cursor })}`;
+    const r = await request<QuarantinePage>(api, 'GET', path);
+    const text = table(
+      ['ID', 'RECEIVED', 'FROM', 'SUBJECT', 'SCORE', 'REASON / TOP SYMBOLS'],
+      r.messages.map((m) => [
+        m.id,
+        when(m.receivedAt),
+        m.envelopeFrom || '<>',
+        (m.subject ?? '').slice(0, 50),
+        m.score?.toFixed(2),
+        [
+          m.state === 'spam' ? 'marked as spam' : m.reason,
+          m.topSymbols.map((s) => `${s.name} ${s.score.toFixed(2)}`).join(', '),
+        ]
+          .filter(Boolean)
+          .join('; '),
+      ]),
+    );
+    const more = r.nextCursor ? `\nmore: --cursor ${r.nextCursor}` : '';
+    const hint = r.messages.length
+      ? '\n`mxf quarantine release <id>` delivers one as the instruction in force says; `mxf quarantine spam <id>` keeps it from everywhere'
+      : '';
+    out(`${text}${more}${hint}`, r);
+    return 0;
+  },
+});
+
+const quarantineRelease = command({
+  name: 'quarantine release',
+  usage: [
+    'quarantine release <message-id> [--note TEXT]        deliver it as the instruction in force says (audited)',
+  ],
+  options: { note: { type: 'string' } },
+  maxArgs: 1,
+  async run({ api, out }, [id], opts) {
+    const path = `/api/messages/${seg(id, 'the message id')}/release`;
+    const r = await request<ReviewResult>(api, 'POST', path, { note: opts.note });
+    const by = r.spam.review ? ` by ${r.spam.review.by} at ${when(r.spam.review.at)}` : '';
+    out(`message ${r.id} released${by}: it goes where the outage's instruction sends held mail`, r);
+    return 0;
+  },
+});
+
+const quarantineSpam = command({
+  name: 'quarantine spam',
+  usage: [
+    'quarantine spam <message-id> [--note TEXT]           never deliver it anywhere; kept, never bounced (audited)',
+  ],
+  options: { note: { type: 'string' } },
+  maxArgs: 1,
+  async run({ api, out }, [id], opts) {
+    const path = `/api/messages/${seg(id, 'the message id')}/spam`;
+    const r = await request<ReviewResult>(api, 'POST', path, { note: opts.note });
+    const by = r.spam.review ? ` by ${r.spam.review.by} at ${when(r.spam.review.at)}` : '';
+    out(`message ${r.id} marked as spam${by}: it is kept here and delivered nowhere`, r);
     return 0;
   },
 });
@@ -368,6 +458,9 @@ export const COMMANDS: Command[] = [
   messagesList,
   messagesShow,
   messagesRaw,
+  quarantineList,
+  quarantineRelease,
+  quarantineSpam,
   audit,
   runbooksCheck,
   tokensCreate,

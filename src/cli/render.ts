@@ -1,6 +1,8 @@
 import Table from 'cli-table3';
+import type { SpamView } from '../api/message-view';
 import type { OutageSummary } from '../api/outage-lookup';
 import type { outageView } from '../api/outages';
+import type { SenderAuth } from '../domain/spam';
 
 // Readable text for people at a terminal; `--json` skips all of this and prints what the API returned.
 
@@ -42,13 +44,15 @@ function describeInstruction(i: OutageView['instruction']): string {
   if (!i) return 'none yet';
   switch (i.action) {
     case 'forward':
-      return `forward to ${i.to.join(', ')}`;
+      return `forward to ${i.to.join(', ')}${unscored(i.deliverUnscored)}`;
     case 'redirect':
-      return `redirect to ${i.host}:${i.port}${i.requireTls ? ' (TLS required)' : ''}`;
+      return `redirect to ${i.host}:${i.port}${i.requireTls ? ' (TLS required)' : ''}${unscored(i.deliverUnscored)}`;
     default:
       return i.action;
   }
 }
+
+const unscored = (deliverUnscored: boolean | undefined) => (deliverUnscored ? ', unscored mail too' : '');
 
 /** One line after an action: what the outage does now. */
 export function outageLine(o: OutageView): string {
@@ -66,6 +70,7 @@ export function outageDetail(o: OutageView): string {
     `Instruction  ${describeInstruction(o.instruction)}${o.instruction ? ` (by ${o.instruction.actor})` : ''}`,
     `Delivered    ${c.relayed} relayed, ${c.forwarded} forwarded, ${c.redirected} redirected, ${c.restored} restored; ${c.failed} failed`,
     `Resolved     ${when(o.resolvedAt)}`,
+    ...spamLines(o),
     '',
     ...deliverySection(o),
     'Primary MX probes',
@@ -109,6 +114,24 @@ export function outageDetail(o: OutageView): string {
   return lines.join('\n');
 }
 
+/** What waits beside the held mail: quarantined, not reviewed, not scored; and the filter when it fails. */
+function spamLines(o: OutageView): string[] {
+  // Outages resolved before spam scoring have no spam counts.
+  const spam = o.spam;
+  if (!spam) return [];
+  const unreviewed = spam.unreviewed
+    ? ` (${spam.unreviewed} not reviewed: \`mxf quarantine list ${o.id}\`)`
+    : ' (all reviewed)';
+  const lines = [
+    `Spam         ${spam.quarantined} quarantined${spam.quarantined ? unreviewed : ''}; ${spam.unscored} waiting for a score`,
+  ];
+  if (spam.filter?.failingSince)
+    lines.push(
+      `Filter       failing since ${when(spam.filter.failingSince)}: ${spam.filter.lastError ?? 'no error recorded'}`,
+    );
+  return lines;
+}
+
 /** Per target: how delivery goes, the last error and the next attempt; then the recipients refused for good. */
 function deliverySection(o: OutageView): string[] {
   // Outages resolved before delivery state was kept have none.
@@ -150,6 +173,49 @@ function deliverySection(o: OutageView): string[] {
           '',
         ]
       : []),
+  ];
+}
+
+/** A message's spam state, score, review and symbols: the Spam section of `mxf messages show`. */
+export function spamSection(spam: SpamView): string[] {
+  if (spam.state === 'unscored' && !spam.review) return ['Spam', 'State        not scored yet'];
+  const scored =
+    spam.score === null
+      ? 'not scored yet'
+      : `${spam.score.toFixed(2)} (rspamd: ${spam.action ?? '-'}), scored ${when(spam.scoredAt)}`;
+  return [
+    'Spam',
+    `State        ${spam.state}`,
+    `Score        ${scored}`,
+    `Reason       ${spam.reason ?? '-'}`,
+    `Review       ${spam.review ? `${spam.review.state} by ${spam.review.by ?? '-'} at ${when(spam.review.at)}` : 'none'}`,
+    ...(spam.symbols.length
+      ? [
+          table(
+            ['SYMBOL', 'SCORE', 'OPTIONS'],
+            spam.symbols.map((s) => [s.name, s.score.toFixed(2), s.options.join(', ')]),
+          ),
+        ]
+      : []),
+  ];
+}
+
+/** SPF, DKIM, DMARC and ARC, each with the domain it was about: the Authentication section. */
+export function authSection(auth: SenderAuth | null): string[] {
+  if (!auth) return ['Authentication', 'not checked yet (the message has no spam score)'];
+  const line = (name: string, result: string, about: (string | null)[]) => {
+    const shown = about.filter(Boolean);
+    return `${name.padEnd(13)}${result}${shown.length ? ` (${shown.join(', ')})` : ''}`;
+  };
+  return [
+    'Authentication',
+    line('SPF', auth.spf.result, [auth.spf.domain]),
+    line('DKIM', auth.dkim.result, auth.dkim.domains),
+    line('DMARC', auth.dmarc.result, [
+      auth.dmarc.domain,
+      auth.dmarc.policy ? `policy ${auth.dmarc.policy}` : null,
+    ]),
+    line('ARC', auth.arc.result, []),
   ];
 }
 
