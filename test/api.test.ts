@@ -48,7 +48,8 @@ test('ops API: an outage run end to end, every refusal with its status and code,
       const sent = await transaction(ingest.port, {
         from: 'client@origin.example',
         to: [to],
-        data: 'Subject: Contract draft\r\nFrom: client@origin.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p onclick="x()">Please sign</p><script>alert(1)</script>\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=contract.pdf\r\n\r\n%PDF-1.4\r\n--b--\r\n',
+        // Headers a real mail client writes: without them the spam filter scores it past the quarantine line.
+        data: `Subject: Contract draft\r\nFrom: client@origin.example\r\nTo: ${to}\r\nDate: ${new Date().toUTCString()}\r\nMessage-ID: <${randomUUID()}@origin.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p onclick="x()">Please sign</p><script>alert(1)</script>\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=contract.pdf\r\n\r\n%PDF-1.4\r\n--b--\r\n`,
       });
       assert.match(sent.end ?? '', /^250/);
 
@@ -197,6 +198,9 @@ test('ops API: an outage run end to end, every refusal with its status and code,
           const shown = await call('GET', `/api/messages/${id}`);
           assert.equal(shown.status, 200);
           assert.equal(shown.json.content.subject, 'Contract draft');
+          assert.equal(shown.json.spam.state, 'clean', 'scored by the filter, which passed it');
+          assert.equal(typeof shown.json.spam.score, 'number');
+          assert.equal(shown.json.auth.spf.domain, 'origin.example');
           assert.match(shown.json.content.html, /Please sign/);
           assert.doesNotMatch(shown.json.content.html, /script|onclick/);
           assert.deepEqual(
@@ -325,6 +329,18 @@ test('OpenAPI: the document validates and covers every route; docs are browsable
     );
     assert.deepEqual(missing, []);
     assert.ok(documented.has('POST /api/outages/:id/instructions'));
+    // The spam view is described, not left as an untyped object.
+    const schemas = doc.json.components?.schemas ?? {};
+    assert.deepEqual(Object.keys(schemas.MessageSpam?.properties ?? {}).sort(), [
+      'action',
+      'reason',
+      'review',
+      'score',
+      'scoredAt',
+      'state',
+      'symbols',
+    ]);
+    assert.ok(schemas.QuarantinePage, 'the quarantine page is described');
     const ui = await api.call('GET', '/docs/', { as: 'none' });
     assert.equal(ui.status, 200);
     assert.match(ui.text, /swagger/i);

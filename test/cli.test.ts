@@ -77,7 +77,15 @@ test('mxf runbooks check: 0 for the checked-in runbooks, 1 with file:line for a 
 test('mxf usage: help exits 0, and a usage error (unknown command, missing or extra argument, an option that command does not take) exits 2', async () => {
   const help = await mxf(['--help']);
   assert.equal(help.code, 0);
-  for (const command of ['customers', 'outages list', 'instruct <outage> redirect', 'tokens revoke <name>'])
+  for (const command of [
+    'customers',
+    'outages list',
+    'instruct <outage> redirect',
+    'quarantine list <outage>',
+    'quarantine release <message-id>',
+    'quarantine spam <message-id>',
+    'tokens revoke <name>',
+  ])
     assert.ok(help.stdout.includes(`  ${command}`), command);
   for (const args of [
     [],
@@ -86,6 +94,10 @@ test('mxf usage: help exits 0, and a usage error (unknown command, missing or ex
     ['outages', 'show', 'harborview-law', 'extra'],
     ['customers', '--to', 'someone@example.com'],
     ['instruct', 'harborview-law', 'hold', '--bogus'],
+    ['instruct', 'harborview-law', 'resolve', '--deliver-unscored'],
+    ['quarantine', 'release'],
+    ['quarantine', 'spam', '1', '2'],
+    ['quarantine', 'list', 'harborview-law', '--to', 'someone@example.com'],
   ]) {
     const r = await mxf(args);
     assert.equal(r.code, 2, `mxf ${args.join(' ')}: ${r.stderr}`);
