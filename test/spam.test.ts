@@ -135,11 +135,7 @@ test('GTUBE is quarantined within seconds and a forward leaves it; the rest are 
         15_000,
       );
       assert.equal(status.heldMessages, 0, 'nothing else is held for the forward');
-      assert.deepEqual(
-        messageIdsOf(forwarded()).sort(),
-        [...ham].sort(),
-        'the clean two, and not the GTUBE',
-      );
+      assert.deepEqual(messageIdsOf(forwarded()).sort(), [...ham].sort(), 'the clean two, and not the GTUBE');
 
       const released = await ops.api.call('POST', `/api/messages/${gtube.id}/release`, { body: {} });
       assert.equal(released.status, 200, released.text);

@@ -140,7 +140,7 @@ export class Scorer {
     const policies = m.customers.map((c) => this.policies.get(c) ?? spamPolicySchema.parse(undefined));
     const { verdict, reason } = verdictOf(score, policies);
     const updated = await tx`
-      update held_message set scored_at = now(), spam_verdict = ${verdict}, spam_score = ${score.score},
+      update held_message set scored_at = clock_timestamp(), spam_verdict = ${verdict}, spam_score = ${score.score},
         spam_action = ${score.action}, spam_symbols = ${tx.json(score.symbols as never)},
         auth = ${tx.json({ ...score.auth, verdictReason: reason } as never)}
       where id = ${m.id} and scored_at is null`;
