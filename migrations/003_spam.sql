@@ -11,7 +11,11 @@ alter table held_message
   add column auth           jsonb,                  -- SPF, DKIM, DMARC and ARC results (src/domain/spam.ts)
   add column spam_review    text check (spam_review in ('released', 'spam')),
   add column reviewed_by    text,
-  add column reviewed_at    timestamptz;
+  add column reviewed_at    timestamptz,
+  -- A message the scorer could not score for a reason of its own (its body unreadable, the filter refusing it),
+  -- tried a few times and then left unscored, so that it never blocks the messages behind it.
+  add column score_attempts int not null default 0,
+  add column score_error    text;
 create index held_message_unscored on held_message (id) where scored_at is null;
 
 -- When an operator last looked at a customer's quarantine: quarantined mail scored before it no longer stands

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { outageDetail } from '../src/cli/render';
 import { outageWorkflowId } from '../src/domain/outage';
@@ -30,7 +31,18 @@ async function hold(port: number, to: string[], subject: string) {
   const r = await transaction(port, {
     from: 'clerk@court.example',
     to,
-    data: `Subject: ${subject}\r\n\r\nx`,
+    // Headers a real mail has: without them rspamd scores it as spam, and a forward would rightly leave it.
+    data: [
+      'From: Court Clerk <clerk@court.example>',
+      `To: ${to.join(', ')}`,
+      `Date: ${new Date().toUTCString()}`,
+      `Message-ID: <${randomUUID()}@court.example>`,
+      `Subject: ${subject}`,
+      'MIME-Version: 1.0',
+      'Content-Type: text/plain; charset=utf-8',
+      '',
+      `The hearing about ${subject} is moved to Monday.`,
+    ].join('\r\n'),
   });
   assert.match(r.end ?? '', /^250/, `the backup MX took "${subject}"`);
 }

@@ -20,6 +20,7 @@ import { commitHeldMessage } from '../src/store/messages';
 import { BodyWriter, createObjectStore } from '../src/store/objects';
 import { startCatcher } from './helpers/catcher';
 import { heldMessage } from './helpers/fixtures';
+import { markScoredClean } from './helpers/held';
 import { uniqueRunbook } from './helpers/ingest';
 import { freePort } from './helpers/ports';
 import { testConfig } from './helpers/stack';
@@ -39,7 +40,7 @@ async function hold(runbook: Runbook, recipients: string[], subject: string): Pr
     Readable.from([raw]),
     1 << 20,
   );
-  await commitHeldMessage(
+  const id = await commitHeldMessage(
     sql,
     heldMessage(runbook.id, recipients, {
       objectKey: ref.objectKey,
@@ -49,6 +50,7 @@ async function hold(runbook: Runbook, recipients: string[], subject: string): Pr
       envelopeFrom: 'sender@origin.example',
     }),
   );
+  await markScoredClean(sql, [id]); // these tests call the deliver activity alone, without the scorer
   return raw;
 }
 

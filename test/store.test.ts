@@ -20,7 +20,16 @@ test('migrations are applied once; a second run is a no-op', async () => {
     select table_name from information_schema.tables where table_schema = 'public' order by table_name`;
   assert.deepEqual(
     tables.map((t) => t.table_name),
-    ['api_token', 'audit_event', 'delivery_ledger', 'held_message', 'held_recipient', 'schema_migration'],
+    [
+      'api_token',
+      'audit_event',
+      'delivery_ledger',
+      'filter_health',
+      'held_message',
+      'held_recipient',
+      'quarantine_review',
+      'schema_migration',
+    ],
   );
 });
 

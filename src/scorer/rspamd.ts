@@ -16,6 +16,13 @@ export interface Envelope {
 
 export class FilterError extends Error {
   override name = 'FilterError';
+  /** The filter answered but would not score this message; otherwise the filter itself is unreachable. */
+  constructor(
+    message: string,
+    readonly aboutMessage = false,
+  ) {
+    super(message);
+  }
 }
 
 const TIMEOUT_MS = 20_000;
@@ -47,11 +54,17 @@ export function checkMessage(url: string, raw: Buffer, envelope: Envelope): Prom
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           if (res.statusCode !== 200)
-            return reject(new FilterError(`rspamd answered HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
+            return reject(
+              new FilterError(
+                `rspamd answered HTTP ${res.statusCode}: ${text.slice(0, 200)}`,
+                res.statusCode! < 500,
+              ),
+            );
           try {
             resolve(parseCheckResult(JSON.parse(text)));
           } catch (err) {
-            reject(new FilterError(`rspamd gave no usable result: ${(err as Error).message}`));
+            if (err instanceof FilterError) reject(err);
+            else reject(new FilterError(`rspamd gave no usable result: ${(err as Error).message}`, true));
           }
         });
       },
@@ -74,7 +87,7 @@ export function parseCheckResult(body: CheckV2): SpamScore {
     throw new Error(`unexpected answer: ${JSON.stringify(body).slice(0, 200)}`);
   // rspamd reports a task it could not finish (a timeout) as a soft reject with a message: not a score.
   if (body.action === 'soft reject' && body.messages?.smtp_message)
-    throw new Error(`soft reject: ${body.messages.smtp_message}`);
+    throw new FilterError(`rspamd could not finish (soft reject): ${body.messages.smtp_message}`);
   const symbols: Record<string, SpamSymbol> = {};
   for (const [name, s] of Object.entries(body.symbols ?? {}))
     symbols[name] = s.options?.length ? { score: s.score, options: s.options } : { score: s.score };

@@ -22,6 +22,7 @@ const BATCH = 32;
 const CONCURRENCY = 8;
 const IDLE_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
+const MAX_ATTEMPTS = 5;
 
 interface Unscored extends StoredBody {
   id: string;
@@ -95,7 +96,7 @@ export class Scorer {
                  as recipients,
                (select array_agg(distinct r.customer_id) from held_recipient r where r.message_id = m.id)
                  as customers
-        from held_message m where m.scored_at is null
+        from held_message m where m.scored_at is null and m.score_attempts < ${MAX_ATTEMPTS}
         order by m.id limit ${BATCH}
         for update skip locked`;
       if (batch.length === 0) return 0;
@@ -104,10 +105,9 @@ export class Scorer {
       let done = 0;
       let failure: unknown;
       for (const [i, r] of results.entries()) {
-        if (r.status === 'rejected') {
-          failure ??= r.reason;
-          continue;
-        }
+        if (r.status === 'rejected' && ownFault(r.reason)) await this.recordFailure(tx, batch[i]!, r.reason);
+        else if (r.status === 'rejected') failure ??= r.reason;
+        if (r.status === 'rejected') continue;
         await this.record(tx, batch[i]!, r.value);
         for (const c of batch[i]!.customers) customers.add(c);
         done++;
@@ -147,9 +147,19 @@ export class Scorer {
     if (updated.count === 1) this.deps.metrics.scored.inc({ verdict });
   }
 
+  /** A message that failed on its own account: tried again a few times, then left for an operator. */
+  private async recordFailure(tx: postgres.TransactionSql, m: Unscored, err: Error): Promise<void> {
+    await tx`update held_message set score_attempts = score_attempts + 1, score_error = ${err.message}
+             where id = ${m.id}`;
+    this.deps.log.error(
+      { messageId: m.id, queueId: m.queue_id, err: err.message },
+      'could not score a held message; it stays unscored (a forward leaves it) and is tried again',
+    );
+  }
+
   /** The filter's state, for the outage status: since when it fails, and with what. */
   private async recordHealth(err: Error | null): Promise<void> {
-    const error = err ? (err instanceof FilterError ? err.message : `scoring: ${err.message}`) : null;
+    const error = err ? (err instanceof FilterError ? err.message : `scoring failed: ${err.message}`) : null;
     await this.deps.sql`
       insert into filter_health (id, checked_at, failing_since, last_error)
       values (1, now(), ${error ? new Date() : null}, ${error})
@@ -174,6 +184,15 @@ export class Scorer {
       this.deps.log.debug({ customerId, err: (err as Error).message }, 'no running outage to tell of scores');
     }
   }
+}
+
+/**
+ * A failure of the message itself (its body gone from storage, the filter refusing this message), which trying
+ * again soon will not mend; anything else (the filter or storage unreachable) waits, with backoff, for them.
+ */
+function ownFault(err: unknown): err is Error {
+  if (err instanceof FilterError) return err.aboutMessage;
+  return (err as { code?: string }).code === 'NoSuchKey';
 }
 
 /** Runs `fn` over `items`, at most `limit` at once, keeping each outcome in order. */

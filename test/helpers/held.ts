@@ -54,8 +54,13 @@ export async function holdBacklog(
     );
     byRowId.set(String(id), messageIds[i]!);
   }
-  if (!opts.unscored && byRowId.size > 0)
-    await sql`update held_message set scored_at = now(), spam_verdict = 'clean', spam_score = 0, spam_action = 'no action'
-              where id in ${sql([...byRowId.keys()])}`;
+  if (!opts.unscored) await markScoredClean(sql, [...byRowId.keys()]);
   return { messageIds, byRowId };
+}
+
+/** Held messages as the scorer leaves clean mail, for tests of delivery that do not run the scorer. */
+export async function markScoredClean(sql: Sql, ids: (string | number | bigint)[]): Promise<void> {
+  if (ids.length === 0) return;
+  await sql`update held_message set scored_at = now(), spam_verdict = 'clean', spam_score = 0,
+              spam_action = 'no action' where id in ${sql(ids.map(String))}`;
 }
