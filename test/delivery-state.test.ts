@@ -142,7 +142,9 @@ test('a target that refuses one recipient: the status names it with the reply; h
       const done = await eventually(
         'the redirect and its recount',
         view,
-        (r) => r.json?.deliveries?.[0]?.attempts >= 1 && r.json.heldMessages === 0,
+        // The redirect waits for the spam scores: done once both are scored and nothing is held for it.
+        (r) =>
+          r.json?.deliveries?.[0]?.delivered >= 2 && r.json.heldMessages === 0 && r.json.spam?.unscored === 0,
         10_000,
       );
       const d = done.json.deliveries[0];
