@@ -15,7 +15,9 @@ alter table held_message
   -- A message the scorer could not score for a reason of its own (its body unreadable, the filter refusing it),
   -- tried a few times and then left unscored, so that it never blocks the messages behind it.
   add column score_attempts int not null default 0,
-  add column score_error    text;
+  add column score_error    text,
+  -- A scorer's claim on an unscored message while it asks the filter: no transaction stays open across that.
+  add column score_lease_until timestamptz;
 create index held_message_unscored on held_message (id) where scored_at is null;
 
 -- When an operator last looked at a customer's quarantine: quarantined mail scored before it no longer stands

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@temporalio/client';
-import type postgres from 'postgres';
 import { BatchBodies, type StoredBody } from '../activities/body-reader';
 import type { Config } from '../config';
 import { outageWorkflowId } from '../domain/outage';
@@ -14,15 +13,16 @@ import type { ScorerMetrics } from './metrics';
 import { checkMessage, type Envelope, FilterError } from './rspamd';
 
 // The scorer: every held message is scored once, off the SMTP path, by whichever worker process claims it. A claim
-// is a row lock (FOR UPDATE SKIP LOCKED) held while its batch is scored, so two workers never score one message,
-// and a worker or filter that dies mid-batch leaves the rest unscored for the next claim: nothing is lost, and
-// the `scored_at is null` guard on the write makes a score final. The 250 never waited for any of this.
+// is a lease taken with FOR UPDATE SKIP LOCKED, so two workers do not score one message; a worker, filter or
+// database that dies mid-batch leaves the rest unscored for the next claim (at worst after the lease lapses):
+// nothing is lost, and the `scored_at is null` guard on the write makes a score final. The 250 never waited.
 
 const BATCH = 32;
 const CONCURRENCY = 8;
 const IDLE_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
 const MAX_ATTEMPTS = 5;
+const LEASE_SECONDS = 60;
 
 interface Unscored extends StoredBody {
   id: string;
@@ -87,38 +87,56 @@ export class Scorer {
 
   /** Claims, scores and records one batch; returns how many were scored. Throws when the filter fails. */
   private async scoreBatch(): Promise<number> {
+    const batch = await this.claim();
+    if (batch.length === 0) return 0;
+    const bodies = new BatchBodies(this.deps.objects, this.deps.config.s3.bucket, batch);
+    const results = await inParallel(batch, CONCURRENCY, async (m) => this.score(m, await bodies.read(m)));
     const customers = new Set<string>();
-    const scored = await this.deps.sql.begin(async (tx) => {
-      const batch = await tx<Unscored[]>`
-        select m.id, m.queue_id, m.object_key, m.body_offset, m.size_bytes, m.envelope_from,
-               host(m.client_ip) as client_ip, m.helo,
-               (select array_agg(r.recipient order by r.recipient) from held_recipient r where r.message_id = m.id)
-                 as recipients,
-               (select array_agg(distinct r.customer_id) from held_recipient r where r.message_id = m.id)
-                 as customers
-        from held_message m where m.scored_at is null and m.score_attempts < ${MAX_ATTEMPTS}
-        order by m.id limit ${BATCH}
-        for update skip locked`;
-      if (batch.length === 0) return 0;
-      const bodies = new BatchBodies(this.deps.objects, this.deps.config.s3.bucket, batch);
-      const results = await inParallel(batch, CONCURRENCY, async (m) => this.score(m, await bodies.read(m)));
-      let done = 0;
-      let failure: unknown;
-      for (const [i, r] of results.entries()) {
-        if (r.status === 'rejected' && ownFault(r.reason)) await this.recordFailure(tx, batch[i]!, r.reason);
-        else if (r.status === 'rejected') failure ??= r.reason;
-        if (r.status === 'rejected') continue;
-        await this.record(tx, batch[i]!, r.value);
-        for (const c of batch[i]!.customers) customers.add(c);
-        done++;
+    let done = 0;
+    let failure: unknown;
+    for (const [i, r] of results.entries()) {
+      const m = batch[i]!;
+      if (r.status === 'rejected') {
+        if (ownFault(r.reason)) await this.recordFailure(m, r.reason);
+        else failure ??= r.reason;
+        continue;
       }
-      // What was scored is kept; the rest stays unscored for the next claim, and the caller backs off.
-      if (failure && done === 0) throw failure;
-      return done;
-    });
-    if (scored > 0) await this.recordHealth(null);
+      await this.record(m, r.value);
+      for (const c of m.customers) customers.add(c);
+      done++;
+    }
+    // What was scored is kept; the rest is let go for the next claim, and the caller backs off.
+    const unscored = batch.filter((_, i) => results[i]!.status === 'rejected').map((m) => m.id);
+    if (unscored.length > 0)
+      await this.deps
+        .sql`update held_message set score_lease_until = null where id in ${this.deps.sql(unscored)}`;
+    if (failure && done === 0) throw failure;
+    if (done > 0) await this.recordHealth(null);
     for (const c of customers) await this.ring(c);
-    return scored;
+    return done;
+  }
+
+  /**
+   * A lease, not a transaction held open while rspamd answers: a connection lost mid-batch (PostgreSQL restarted)
+   * then costs nothing but the lease, which lapses after LEASE_SECONDS.
+   */
+  private claim(): Promise<Unscored[]> {
+    const { sql } = this.deps;
+    return sql<Unscored[]>`
+      update held_message m set score_lease_until = clock_timestamp() + make_interval(secs => ${LEASE_SECONDS})
+      where m.id in (
+        select id from held_message
+        where scored_at is null and score_attempts < ${MAX_ATTEMPTS}
+          and (score_lease_until is null or score_lease_until < clock_timestamp())
+        order by id limit ${BATCH}
+        for update skip locked)
+      returning m.id, m.queue_id, m.object_key, m.body_offset, m.size_bytes, m.envelope_from,
+        host(m.client_ip) as client_ip, m.helo,
+        (select array_agg(r.recipient order by r.recipient) from held_recipient r where r.message_id = m.id)
+          as recipients,
+        (select array_agg(distinct r.customer_id) from held_recipient r where r.message_id = m.id) as customers`.then(
+      (rows) => [...rows].sort((a, b) => Number(a.id) - Number(b.id)),
+    );
   }
 
   private async score(m: Unscored, raw: Buffer): Promise<SpamScore> {
@@ -136,7 +154,8 @@ export class Scorer {
     return score;
   }
 
-  private async record(tx: postgres.TransactionSql, m: Unscored, score: SpamScore): Promise<void> {
+  private async record(m: Unscored, score: SpamScore): Promise<void> {
+    const tx = this.deps.sql;
     const policies = m.customers.map((c) => this.policies.get(c) ?? spamPolicySchema.parse(undefined));
     const { verdict, reason } = verdictOf(score, policies);
     const updated = await tx`
@@ -148,8 +167,9 @@ export class Scorer {
   }
 
   /** A message that failed on its own account: tried again a few times, then left for an operator. */
-  private async recordFailure(tx: postgres.TransactionSql, m: Unscored, err: Error): Promise<void> {
-    await tx`update held_message set score_attempts = score_attempts + 1, score_error = ${err.message}
+  private async recordFailure(m: Unscored, err: Error): Promise<void> {
+    await this.deps
+      .sql`update held_message set score_attempts = score_attempts + 1, score_error = ${err.message}, score_lease_until = null
              where id = ${m.id}`;
     this.deps.log.error(
       { messageId: m.id, queueId: m.queue_id, err: err.message },
