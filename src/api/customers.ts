@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Runbook } from '../domain/runbook';
 import type { Sql } from '../store/db';
-import { heldCountsByCustomer } from '../store/held';
+import { heldCountsByCustomer, keepingQuarantine } from '../store/held';
 import { listOutages } from './outage-lookup';
 
 /** GET /api/customers: every runbook, with its held mail (PostgreSQL) and its active outage (Temporal). */
@@ -27,7 +27,7 @@ export function registerCustomerRoutes(
 
 async function customersOverview(deps: { sql: Sql; client: Client; runbooks: ReadonlyMap<string, Runbook> }) {
   const [held, active] = await Promise.all([
-    heldCountsByCustomer(deps.sql),
+    heldCountsByCustomer(deps.sql, keepingQuarantine([...deps.runbooks.values()])),
     listOutages(deps.client, { state: 'active', limit: 500 }),
   ]);
   const outageOf = new Map(active.map((o) => [o.customerId, o]));

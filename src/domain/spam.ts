@@ -58,6 +58,9 @@ export interface SpamScore {
 
 export type SpamVerdict = 'clean' | 'quarantined';
 
+/** Tries of a message that fails on its own account before the scorer leaves it unscored for an operator. */
+export const SCORE_ATTEMPTS = 5;
+
 /** The verdict under one customer's policy; a message for several customers takes the strictest. */
 export function verdictOf(
   score: SpamScore,
@@ -116,14 +119,15 @@ export function spamHeaders(
   score: { score: number; symbols: Record<string, SpamSymbol> | null },
   threshold: number,
 ): string {
-  const tests = Object.keys(score.symbols ?? {})
-    .sort()
-    .join(',');
+  // Folded a few names a line: a header line past 998 octets could get the message refused (RFC 5322 2.1.1).
+  const names = Object.keys(score.symbols ?? {}).sort();
+  const lines: string[] = [];
+  for (let i = 0; i < names.length; i += 6) lines.push(names.slice(i, i + 6).join(','));
   return [
     'X-Spam-Flag: YES',
     `X-Spam-Score: ${score.score.toFixed(2)}`,
     `X-Spam-Status: Yes, score=${score.score.toFixed(2)} required=${threshold.toFixed(2)}`,
-    `\ttests=${tests || 'none'}`,
+    `\ttests=${lines.join(',\r\n\t') || 'none'}`,
     '',
   ].join('\r\n');
 }

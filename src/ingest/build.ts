@@ -4,6 +4,7 @@ import type { Config } from '../config';
 import type { Runbook } from '../domain/runbook';
 import type { Logger } from '../log';
 import type { Sql } from '../store/db';
+import { keepingQuarantine } from '../store/held';
 import { BodyWriter, type ObjectStore } from '../store/objects';
 import { Doorbell } from './doorbell';
 import { createIngestMetrics, type IngestMetrics } from './metrics';
@@ -45,7 +46,9 @@ export function buildIngest(parts: IngestParts): Ingest {
       ? undefined
       : new Doorbell({ client: parts.ring, config, runbooks, log, metrics });
   const stopReconciler =
-    parts.reconcile && doorbell ? startReconciler({ sql, objects, config, log, doorbell }) : () => {};
+    parts.reconcile && doorbell
+      ? startReconciler({ sql, objects, config, log, doorbell, keepQuarantined: keepingQuarantine(runbooks) })
+      : () => {};
   const server = createSmtpServer({
     config,
     runbooks,

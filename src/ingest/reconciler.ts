@@ -25,8 +25,10 @@ export async function reconcile(deps: {
   sql: Sql;
   doorbell: Pick<Doorbell, 'ring'>;
   log: Logger;
+  /** Customers whose runbook keeps quarantined mail: that mail alone is no reason to ring. */
+  keepQuarantined?: string[];
 }): Promise<string[]> {
-  const customers = await customersWithHeldMail(deps.sql);
+  const customers = await customersWithHeldMail(deps.sql, deps.keepQuarantined);
   for (const customerId of customers) deps.doorbell.ring(customerId, 0);
   if (customers.length)
     deps.log.debug({ customers: customers.length }, 'reconciler rang customers with held mail');

@@ -4,7 +4,7 @@ import { BatchBodies, type StoredBody } from '../activities/body-reader';
 import type { Config } from '../config';
 import { outageWorkflowId } from '../domain/outage';
 import type { Runbook } from '../domain/runbook';
-import { type SpamPolicy, type SpamScore, spamPolicySchema, verdictOf } from '../domain/spam';
+import { SCORE_ATTEMPTS, type SpamPolicy, type SpamScore, spamPolicySchema, verdictOf } from '../domain/spam';
 import type { Logger } from '../log';
 import type { Sql } from '../store/db';
 import type { ObjectStore } from '../store/objects';
@@ -21,8 +21,8 @@ const BATCH = 32;
 const CONCURRENCY = 8;
 const IDLE_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
-const MAX_ATTEMPTS = 5;
-const LEASE_SECONDS = 60;
+// Longer than a batch can take: four rounds of CONCURRENCY at the client's 20 s timeout.
+const LEASE_SECONDS = 120;
 
 interface Unscored extends StoredBody {
   id: string;
@@ -49,6 +49,7 @@ export class Scorer {
   private running?: Promise<void>;
   private readonly policies: Map<string, SpamPolicy>;
   private readonly lastRing = new Map<string, number>();
+  private readonly pendingRings = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly deps: ScorerDeps) {
     this.policies = new Map(deps.runbooks.map((rb) => [rb.id, spamPolicySchema.parse(rb.spam)]));
@@ -61,6 +62,7 @@ export class Scorer {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.running;
+    for (const timer of this.pendingRings.values()) clearTimeout(timer);
   }
 
   private async loop(): Promise<void> {
@@ -92,12 +94,15 @@ export class Scorer {
     const bodies = new BatchBodies(this.deps.objects, this.deps.config.s3.bucket, batch);
     const results = await inParallel(batch, CONCURRENCY, async (m) => this.score(m, await bodies.read(m)));
     const customers = new Set<string>();
+    // When the filter scored others of the batch, a message it failed on is that message's matter (it times out,
+    // it is refused): counted, so that a few such messages never hold up everything behind them.
+    const filterWorks = results.some((r) => r.status === 'fulfilled');
     let done = 0;
     let failure: unknown;
     for (const [i, r] of results.entries()) {
       const m = batch[i]!;
       if (r.status === 'rejected') {
-        if (ownFault(r.reason)) await this.recordFailure(m, r.reason);
+        if (ownFault(r.reason) || filterWorks) await this.recordFailure(m, r.reason as Error);
         else failure ??= r.reason;
         continue;
       }
@@ -112,7 +117,7 @@ export class Scorer {
         .sql`update held_message set score_lease_until = null where id in ${this.deps.sql(unscored)}`;
     if (failure && done === 0) throw failure;
     if (done > 0) await this.recordHealth(null);
-    for (const c of customers) await this.ring(c);
+    for (const c of customers) this.ring(c);
     return done;
   }
 
@@ -126,9 +131,9 @@ export class Scorer {
       update held_message m set score_lease_until = clock_timestamp() + make_interval(secs => ${LEASE_SECONDS})
       where m.id in (
         select id from held_message
-        where scored_at is null and score_attempts < ${MAX_ATTEMPTS}
+        where scored_at is null and score_attempts < ${SCORE_ATTEMPTS}
           and (score_lease_until is null or score_lease_until < clock_timestamp())
-        order by id limit ${BATCH}
+        order by score_attempts, id limit ${BATCH}
         for update skip locked)
       returning m.id, m.queue_id, m.object_key, m.body_offset, m.size_bytes, m.envelope_from,
         host(m.client_ip) as client_ip, m.helo,
@@ -189,13 +194,22 @@ export class Scorer {
   }
 
   /**
-   * A forward waits for scores: tell the customer's outage, at most once per doorbell interval. Only a running
-   * outage is told; mail is held either way, and the ingest's doorbell or the reconciler starts one when needed.
+   * A forward waits for scores: tell the customer's outage, at most once per doorbell interval, and once more at
+   * the end of an interval in which scores landed (trailing), so the last scores are never left unannounced. Only
+   * a running outage is told; mail is held either way, and the ingest's doorbell or the reconciler starts one.
    */
-  private async ring(customerId: string): Promise<void> {
-    const now = Date.now();
-    if (now - (this.lastRing.get(customerId) ?? 0) < this.deps.config.smtp.doorbellMs) return;
-    this.lastRing.set(customerId, now);
+  private ring(customerId: string): void {
+    if (this.pendingRings.has(customerId)) return;
+    const wait = (this.lastRing.get(customerId) ?? 0) + this.deps.config.smtp.doorbellMs - Date.now();
+    this.pendingRings.set(
+      customerId,
+      setTimeout(() => void this.signal(customerId), Math.max(wait, 0)),
+    );
+  }
+
+  private async signal(customerId: string): Promise<void> {
+    this.pendingRings.delete(customerId);
+    this.lastRing.set(customerId, Date.now());
     try {
       await this.deps.client.workflow
         .getHandle(outageWorkflowId(customerId))

@@ -1,5 +1,6 @@
 import { PRIMARY_TARGET_KEY_SQL_PREFIX, primaryTargetKey } from '../domain/delivery';
-import type { SpamCounts, SpamGate } from '../domain/spam';
+import type { Runbook } from '../domain/runbook';
+import { type SpamCounts, type SpamGate, spamPolicySchema } from '../domain/spam';
 import type { Sql } from './db';
 
 // The one definition of "held" (DESIGN 4). A recipient of a held message is held for a target until a copy of it
@@ -42,7 +43,7 @@ export function deliverable(sql: Sql, gate: SpamGate) {
   if (gate.outside)
     return gate.deliverUnscored
       ? sql`not ${quarantined}`
-      : sql`(m.scored_at is not null and not ${quarantined})`;
+      : sql`((m.scored_at is not null or m.spam_review is not distinct from 'released') and not ${quarantined})`;
   return gate.keepQuarantined ? sql`not ${quarantined}` : sql`coalesce(m.spam_review, '') <> 'spam'`;
 }
 
@@ -87,24 +88,33 @@ export async function countSpam(sql: Sql, customerId: string): Promise<SpamCount
   };
 }
 
-// The reconciler and the overview count what would go to each customer's own servers, quarantined mail left out:
-// where a runbook keeps it, ringing for it every minute would start an outage that has nothing to deliver.
-const primaryHeld = (sql: Sql) =>
-  sql`${heldRecipient(sql, 'each-customers-primary')} and not ${quarantinedMessage(sql)}`;
+// The reconciler and the overview count what would go to each customer's own servers, as a restore would: marked
+// spam never, quarantined mail only where the runbook delivers it tagged. Where a runbook keeps it, ringing for it
+// every minute would start an outage that has nothing to deliver.
+const primaryHeld = (sql: Sql, keepQuarantined: string[]) =>
+  sql`${heldRecipient(sql, 'each-customers-primary')} and coalesce(m.spam_review, '') <> 'spam'
+      and not (r.customer_id = any(${keepQuarantined}::text[]) and ${quarantinedMessage(sql)})`;
+
+/** Customers whose runbook keeps quarantined mail from their own servers (spam.restoreQuarantined: keep). */
+export const keepingQuarantine = (runbooks: Runbook[]) =>
+  runbooks.filter((rb) => spamPolicySchema.parse(rb.spam).restoreQuarantined === 'keep').map((rb) => rb.id);
 
 /** Customers with mail held for their own servers: the reconciler rings each one's outage. */
-export async function customersWithHeldMail(sql: Sql): Promise<string[]> {
+export async function customersWithHeldMail(sql: Sql, keepQuarantined: string[] = []): Promise<string[]> {
   const rows = await sql<{ customer_id: string }[]>`
     select distinct r.customer_id from held_recipient r join held_message m on m.id = r.message_id
-    where ${primaryHeld(sql)}`;
+    where ${primaryHeld(sql, keepQuarantined)}`;
   return rows.map((r) => r.customer_id);
 }
 
 /** Messages held for each customer's own servers, for the customers' overview. */
-export async function heldCountsByCustomer(sql: Sql): Promise<Map<string, number>> {
+export async function heldCountsByCustomer(
+  sql: Sql,
+  keepQuarantined: string[] = [],
+): Promise<Map<string, number>> {
   const rows = await sql<{ customer_id: string; n: number }[]>`
     select r.customer_id, count(distinct r.message_id)::int as n
     from held_recipient r join held_message m on m.id = r.message_id
-    where ${primaryHeld(sql)} group by r.customer_id`;
+    where ${primaryHeld(sql, keepQuarantined)} group by r.customer_id`;
   return new Map(rows.map((r) => [r.customer_id, r.n]));
 }

@@ -1,5 +1,5 @@
 import { primaryTargetKey } from '../domain/delivery';
-import type { SenderAuth, SpamSymbol } from '../domain/spam';
+import { SCORE_ATTEMPTS, type SenderAuth, type SpamSymbol } from '../domain/spam';
 import type { Sql } from './db';
 import { heldRecipient, quarantinedMessage } from './held';
 
@@ -44,9 +44,8 @@ export interface QuarantinedRow {
  * newest first, paged on the message id; and the record that `actor` has now seen it. Quarantined means what
  * quarantinedMessage says: by the filter's verdict with no review yet, or marked as spam by an operator.
  *
- * The review (quarantine_review.reviewed_at = now()) means that quarantined mail scored before it no longer stands
- * in the way of resolving the outage (countSpam's `unreviewed`). Read and recorded in one transaction, so the
- * review's time is that of the listing, never later than what it could show.
+ * The review (quarantine_review.reviewed_at: the newest score shown) means that quarantined mail scored up to then
+ * no longer stands in the way of resolving the outage (countSpam's `unreviewed`).
  */
 export async function reviewQuarantine(
   sql: Sql,
@@ -63,9 +62,15 @@ export async function reviewQuarantine(
       group by m.id
       order by m.id desc
       limit ${q.limit}`;
-    await tx`
-      insert into quarantine_review (customer_id, reviewed_at, actor) values (${q.customerId}, now(), ${q.actor})
-      on conflict (customer_id) do update set reviewed_at = excluded.reviewed_at, actor = excluded.actor`;
+    // The review reaches as far as the newest score this page showed, never further: a message quarantined after
+    // the first page was read (a higher id, a later score) is not on a later page, so it stays unreviewed.
+    const shown = rows.map((r) => r.id);
+    if (shown.length > 0)
+      await tx`
+        insert into quarantine_review (customer_id, reviewed_at, actor)
+        select ${q.customerId}, max(scored_at), ${q.actor} from held_message where id in ${tx(shown)}
+        on conflict (customer_id) do update
+          set reviewed_at = greatest(quarantine_review.reviewed_at, excluded.reviewed_at), actor = excluded.actor`;
     return [...rows];
   });
 }
@@ -93,8 +98,11 @@ export async function reviewMessage(
 ): Promise<ReviewOutcome | undefined> {
   const heldAnywhere = heldRecipient(sql, 'each-customers-primary');
   return sql.begin(async (tx) => {
-    const [m] = await tx<{ spam: StoredSpam; quarantined: boolean; held: boolean; customerIds: string[] }[]>`
+    const [m] = await tx<
+      { spam: StoredSpam; quarantined: boolean; abandoned: boolean; held: boolean; customerIds: string[] }[]
+    >`
       select ${storedSpam(sql)} as spam, ${quarantinedMessage(sql)} as quarantined,
+             (m.scored_at is null and m.score_attempts >= ${SCORE_ATTEMPTS}) as abandoned,
              exists (select 1 from held_recipient r where r.message_id = m.id and ${heldAnywhere}) as held,
              array(select distinct r.customer_id from held_recipient r where r.message_id = m.id
                    order by r.customer_id) as "customerIds"
@@ -105,7 +113,10 @@ export async function reviewMessage(
     const { spam, customerIds } = m;
     if (spam.review === review) return { kind: 'unchanged', spam, customerIds };
     if (!m.held) return { kind: 'not-held', spam, customerIds };
-    if (review === 'released' && !m.quarantined) return { kind: 'not-quarantined', spam, customerIds };
+    // Mail the scorer gave up on (unscored after its attempts) can be released too: an operator's word is its way
+    // out. Mail still waiting for its score is not released blind.
+    if (review === 'released' && !m.quarantined && !m.abandoned)
+      return { kind: 'not-quarantined', spam, customerIds };
     const [row] = await tx<{ spam: StoredSpam }[]>`
       update held_message m set spam_review = ${review}, reviewed_by = ${actor}, reviewed_at = now()
       where m.id = ${id}

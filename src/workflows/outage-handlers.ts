@@ -90,6 +90,12 @@ function refuseEarlyResolve(s: OutageStatus, instruction: Instruction) {
     throw new Error(
       `${s.heldMessages} message(s) are still held: restore, forward or redirect them before resolving`,
     );
+  // Mail waiting for its spam score is held too, though a forward does not count it yet.
+  const unscored = s.spam?.unscored ?? 0;
+  if (instruction.action === 'resolve' && unscored > 0)
+    throw new Error(
+      `${unscored} message(s) wait for a spam score: resolve once they are scored and delivered, restore them to the customer's own servers (which take unscored mail), or forward with deliverUnscored`,
+    );
 }
 
 function refuseSecondDeclaration(s: OutageStatus) {
