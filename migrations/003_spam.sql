@@ -18,7 +18,8 @@ alter table held_message
   add column score_error    text,
   -- A scorer's claim on an unscored message while it asks the filter: no transaction stays open across that.
   add column score_lease_until timestamptz;
-create index held_message_unscored on held_message (id) where scored_at is null;
+-- The scorer claims the fewest-tried first, then in arrival order (src/scorer/scorer.ts).
+create index held_message_unscored on held_message (score_attempts, id) where scored_at is null;
 
 -- When an operator last looked at a customer's quarantine: quarantined mail scored before it no longer stands
 -- in the way of resolving the outage.

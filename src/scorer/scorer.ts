@@ -4,7 +4,14 @@ import { BatchBodies, type StoredBody } from '../activities/body-reader';
 import type { Config } from '../config';
 import { outageWorkflowId } from '../domain/outage';
 import type { Runbook } from '../domain/runbook';
-import { SCORE_ATTEMPTS, type SpamPolicy, type SpamScore, spamPolicySchema, verdictOf } from '../domain/spam';
+import {
+  SCORE_ATTEMPTS,
+  type SpamPolicy,
+  type SpamScore,
+  type SpamVerdict,
+  spamPolicySchema,
+  verdictOf,
+} from '../domain/spam';
 import type { Logger } from '../log';
 import type { Sql } from '../store/db';
 import type { ObjectStore } from '../store/objects';
@@ -17,8 +24,8 @@ import { checkMessage, type Envelope, FilterError } from './rspamd';
 // database that dies mid-batch leaves the rest unscored for the next claim (at worst after the lease lapses):
 // nothing is lost, and the `scored_at is null` guard on the write makes a score final. The 250 never waited.
 
-const BATCH = 32;
-const CONCURRENCY = 8;
+const BATCH = 64;
+const CONCURRENCY = 16;
 const IDLE_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
 // Longer than a batch can take: four rounds of CONCURRENCY at the client's 20 s timeout.
@@ -97,7 +104,7 @@ export class Scorer {
     // When the filter scored others of the batch, a message it failed on is that message's matter (it times out,
     // it is refused): counted, so that a few such messages never hold up everything behind them.
     const filterWorks = results.some((r) => r.status === 'fulfilled');
-    let done = 0;
+    const scored: { m: Unscored; score: SpamScore }[] = [];
     let failure: unknown;
     for (const [i, r] of results.entries()) {
       const m = batch[i]!;
@@ -106,10 +113,11 @@ export class Scorer {
         else failure ??= r.reason;
         continue;
       }
-      await this.record(m, r.value);
+      scored.push({ m, score: r.value });
       for (const c of m.customers) customers.add(c);
-      done++;
     }
+    await this.record(scored);
+    const done = scored.length;
     // What was scored is kept; the rest is let go for the next claim, and the caller backs off.
     const unscored = batch.filter((_, i) => results[i]!.status === 'rejected').map((m) => m.id);
     if (unscored.length > 0)
@@ -159,16 +167,23 @@ export class Scorer {
     return score;
   }
 
-  private async record(m: Unscored, score: SpamScore): Promise<void> {
-    const tx = this.deps.sql;
-    const policies = m.customers.map((c) => this.policies.get(c) ?? spamPolicySchema.parse(undefined));
-    const { verdict, reason } = verdictOf(score, policies);
-    const updated = await tx`
-      update held_message set scored_at = clock_timestamp(), spam_verdict = ${verdict}, spam_score = ${score.score},
-        spam_action = ${score.action}, spam_symbols = ${tx.json(score.symbols as never)},
-        auth = ${tx.json({ ...score.auth, verdictReason: reason } as never)}
-      where id = ${m.id} and scored_at is null`;
-    if (updated.count === 1) this.deps.metrics.scored.inc({ verdict });
+  /** The batch's scores and verdicts in one statement; a message someone else scored meanwhile keeps its score. */
+  private async record(scored: { m: Unscored; score: SpamScore }[]): Promise<void> {
+    if (scored.length === 0) return;
+    const { sql } = this.deps;
+    const rows = scored.map(({ m, score }) => {
+      const policies = m.customers.map((c) => this.policies.get(c) ?? spamPolicySchema.parse(undefined));
+      const { verdict, reason } = verdictOf(score, policies);
+      const auth = JSON.stringify({ ...score.auth, verdictReason: reason });
+      return [m.id, verdict, String(score.score), score.action, JSON.stringify(score.symbols), auth];
+    });
+    const written = await sql<{ verdict: SpamVerdict }[]>`
+      update held_message m set scored_at = clock_timestamp(), spam_verdict = v.verdict,
+        spam_score = v.score::real, spam_action = v.action, spam_symbols = v.symbols::jsonb, auth = v.auth::jsonb
+      from (values ${sql(rows as never)}) as v (id, verdict, score, action, symbols, auth)
+      where m.id = v.id::bigint and m.scored_at is null
+      returning v.verdict`;
+    for (const { verdict } of written) this.deps.metrics.scored.inc({ verdict });
   }
 
   /** A message that failed on its own account: tried again a few times, then left for an operator. */
