@@ -67,7 +67,15 @@ function smtpBanner(port: number): Promise<string> {
 }
 
 test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data', async () => {
-  const ports = await Promise.all(Array.from({ length: 8 }, freePort));
+  // Ten distinct ports plus a pair for rspamd (its controller takes the next): a port freed after one probe can
+  // be handed out again by the next, and two components on one port fail to start only now and then.
+  const ports: number[] = [];
+  while (ports.length < 10) {
+    const p = await freePort();
+    if (!ports.includes(p)) ports.push(p);
+  }
+  let rspamdPort = await freePortPair();
+  while (ports.includes(rspamdPort) || ports.includes(rspamdPort + 1)) rspamdPort = await freePortPair();
   const [smtp, api, temporal, ui, minio, consolePort, pg, metrics] = ports as [
     number,
     number,
@@ -90,9 +98,9 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
     MXF_S3_CONSOLE_PORT: String(consolePort),
     MXF_PG_PORT: String(pg),
     MXF_INGEST_METRICS_PORT: String(metrics),
-    MXF_WORKER_METRICS_PORT: String(await freePort()),
-    MXF_RSPAMD_PORT: String(await freePortPair()),
-    MXF_DNS_PORT: String(await freePort()),
+    MXF_WORKER_METRICS_PORT: String(ports[8]),
+    MXF_RSPAMD_PORT: String(rspamdPort),
+    MXF_DNS_PORT: String(ports[9]),
     MXF_LOG_LEVEL: 'warn',
   };
 
