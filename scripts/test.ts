@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { freePortPair, type LaunchedStack, launchStack, type StackOptions } from '../src/stack';
-import { makeTestZone } from '../test/helpers/dns-zone';
+import { makeTestZone, ourIdentityEnv } from '../test/helpers/dns-zone';
 import { freePort } from '../test/helpers/ports';
 
 // `npm test [-- file...]`: starts what the tests need on free ports in a temporary folder (Temporal dev server,
@@ -43,6 +44,7 @@ function stackOptions(tmp: string, ports: number[], rspamdPort: number): StackOp
     env: {
       ...inherited,
       TEST_DKIM_KEY_FILE: zone.dkimKeyFile,
+      ...ourIdentityEnv(zone.ourKeyFile, randomBytes(24).toString('hex')),
       MXF_S3_ACCESS_KEY: 'mxf-test',
       MXF_S3_SECRET_KEY: 'mxf-test-secret',
       MXF_S3_BUCKET: 'held-mail-test',

@@ -1,6 +1,8 @@
+import { isIPv4 } from 'node:net';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { MAILBOX_RATE_DEFAULT, rateSchema } from './domain/pace';
 
 // One schema over the environment, parsed once at start and frozen (the fastify way). The keys are the
 // variable names themselves, so an error names exactly what the operator has to fix.
@@ -22,6 +24,18 @@ const positiveInt = (fallback: number, what: string) =>
 const hostAndPort = z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
 
 const host = z.string().regex(/^[A-Za-z0-9.:-]+$/, 'expected a host name or IP address');
+
+const domainName = z
+  .string()
+  .regex(/^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*$/, 'expected a domain name, e.g. failover.example.net')
+  .transform((v) => v.toLowerCase());
+
+/** A comma-separated list, each item checked by `item`. */
+const listOf = <T extends z.ZodType<string, string>>(item: T, example: string) =>
+  z
+    .string()
+    .transform((v) => v.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+    .pipe(z.array(item, { error: `expected a comma-separated list, e.g. ${example}` }));
 
 export interface DnsServerAddress {
   host: string;
@@ -66,8 +80,19 @@ export const envSchema = z
     MXF_INGEST_METRICS_PORT: port(9465),
     MXF_DOORBELL_MS: positiveInt(1_000, 'milliseconds'),
     MXF_RECONCILE_MS: positiveInt(60_000, 'milliseconds'),
-    MXF_FORWARD_SENDER: z.email({ error: 'expected an email address' }).optional(),
-    MXF_SMTP_RELAY: hostAndPort.default('127.0.0.1:25'),
+    MXF_SMTP_RELAY: hostAndPort.optional(),
+    MXF_MX_NAMES: listOf(domainName, 'mx2.failover.example.net').optional(),
+    MXF_MX_ADDRESSES: listOf(z.ipv4({ error: 'expected IPv4 addresses' }), '203.0.113.25').optional(),
+    MXF_MX_PORT: port(25),
+    MXF_RETURN_PATH_DOMAIN: domainName.optional(),
+    MXF_RETURN_PATH_SECRET: z.string().min(16, 'expected at least 16 characters').optional(),
+    MXF_DKIM_KEY_FILE: z.string().min(1).optional(),
+    MXF_DKIM_SELECTOR: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'expected a DKIM selector such as mxf or mxf2026')
+      .default('mxf'),
+    MXF_FORWARD_RATE: rateSchema.default(MAILBOX_RATE_DEFAULT),
+    MXF_DOMAIN_RATE: rateSchema.default('600/min'),
     MXF_MONITOR: z.enum(['on', 'off']).default('on'),
     MXF_NOTIFY_FROM: z.email({ error: 'expected an email address' }).optional(),
     MXF_NOTIFY_WEBHOOK_URL: z
@@ -152,17 +177,10 @@ function toConfig(env: z.output<typeof envSchema>) {
       url: env.MXF_API_URL ?? `http://${env.MXF_API_HOST}:${env.MXF_API_PORT}`,
       token: env.MXF_TOKEN,
     },
-    // Forwarded mail leaves with our envelope sender, so the sender's SPF does not fail at the mailbox and
-    // bounces of forwarded copies come to us, never to a (possibly forged) original sender.
-    forwardSender: env.MXF_FORWARD_SENDER ?? `postmaster@${env.MXF_HOSTNAME}`,
     monitor: env.MXF_MONITOR === 'on',
     notifyFrom: env.MXF_NOTIFY_FROM ?? `mx-failover@${env.MXF_HOSTNAME}`,
     notifyWebhookUrl: env.MXF_NOTIFY_WEBHOOK_URL,
-    // Forwarded copies and notification emails leave through this smarthost (MX lookups are not built yet).
-    smtpRelay: {
-      host: env.MXF_SMTP_RELAY.slice(0, env.MXF_SMTP_RELAY.lastIndexOf(':')),
-      port: Number(env.MXF_SMTP_RELAY.slice(env.MXF_SMTP_RELAY.lastIndexOf(':') + 1)),
-    },
+    outbound: outboundOf(env),
     runbooksDir: resolve(env.MXF_RUNBOOKS),
     dataDir,
     log: { level: env.MXF_LOG_LEVEL, format: env.MXF_LOG_FORMAT },
@@ -204,6 +222,33 @@ function toConfig(env: z.output<typeof envSchema>) {
     },
     worker: { metricsPort: env.MXF_WORKER_METRICS_PORT },
     shutdownGraceMs: env.MXF_SHUTDOWN_GRACE_MS,
+  };
+}
+
+/**
+ * How mail leaves us (README "Routing"): by MX lookup, or through a smarthost for forwards and notifications; who
+ * we are, so that nothing is ever delivered back to us (RFC 5321 5.1); and our forwarding domain, which signs
+ * (DKIM, ARC), is the envelope sender's domain (SPF) and takes the bounces of forwarded copies.
+ */
+function outboundOf(env: z.output<typeof envSchema>) {
+  const relay = env.MXF_SMTP_RELAY;
+  const listening = env.MXF_SMTP_HOST;
+  const wildcard = listening === '0.0.0.0' || listening === '::';
+  const domain = env.MXF_RETURN_PATH_DOMAIN ?? env.MXF_HOSTNAME.toLowerCase();
+  return {
+    relay: relay
+      ? { host: relay.slice(0, relay.lastIndexOf(':')), port: Number(relay.slice(relay.lastIndexOf(':') + 1)) }
+      : undefined,
+    mxPort: env.MXF_MX_PORT,
+    own: {
+      names: env.MXF_MX_NAMES ?? [env.MXF_HOSTNAME.toLowerCase()],
+      // Listening on every address (or on a name): the addresses our MX records name must be given in MXF_MX_ADDRESSES.
+      addresses: [...new Set([...(env.MXF_MX_ADDRESSES ?? []), ...(wildcard || !isIPv4(listening) ? [] : [listening])])],
+      smtpPort: env.MXF_SMTP_PORT,
+    },
+    returnPath: { domain, secret: env.MXF_RETURN_PATH_SECRET },
+    dkim: { domain, selector: env.MXF_DKIM_SELECTOR, keyFile: env.MXF_DKIM_KEY_FILE },
+    pace: { mailbox: env.MXF_FORWARD_RATE, domain: env.MXF_DOMAIN_RATE },
   };
 }
 

@@ -13,6 +13,7 @@ import { type ManagedProcess, startedOrStopped, startProcess } from './process';
 export type DnsRecord =
   /** A string[] is one record of several strings; a string longer than 255 bytes is split for you. */
   | { type: 'TXT'; name: string; value: string | string[] }
+  /** host '.' is the null MX of RFC 7505 (this domain takes no mail); its preference must be 0. */
   | { type: 'MX'; name: string; host: string; preference: number }
   | { type: 'A'; name: string; address: string };
 
@@ -61,6 +62,8 @@ function recordLine(record: DnsRecord): string {
     case 'MX':
       if (!Number.isInteger(record.preference) || record.preference < 0 || record.preference > 65535)
         throw new Error(`MX preference out of range for ${name}: ${record.preference}`);
+      // dnsmasq's mx-host cannot name the root: the record is written as raw RDATA (preference 0, the root name).
+      if (record.host === '.') return `dns-rr=${name},15,000000`;
       return `mx-host=${name},${checkedName(record.host)},${record.preference}`;
     case 'A':
       if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(record.address))
