@@ -1,10 +1,12 @@
 import nodemailer from 'nodemailer';
 import type { Config } from '../config';
-import type { NotifyChannel, Runbook } from '../domain/runbook';
+import { describePrimary, type NotifyChannel, type Runbook } from '../domain/runbook';
+import { ourDkimKey } from '../mail/dkim-key';
 
-// Telling people: email to the runbook's contacts through the relay, and one JSON webhook for the phone/SMS
-// provider or pager (channels webhook and sms). The ops call is not sent anywhere: it is a task in the workflow
-// that an operator closes by recording the call's outcome.
+// Telling people: email to the runbook's contacts, DKIM-signed by our forwarding domain (a notice of an outage is
+// mail a spam filter must not lose), and one JSON webhook for the phone/SMS provider or pager (channels webhook
+// and sms). The ops call is not sent anywhere: it is a task in the workflow that an operator closes by recording
+// the call's outcome.
 
 export interface NotifyInput {
   runbook: Runbook;
@@ -25,12 +27,16 @@ export function createNotifyActivities({ config }: { config: Config }) {
     async email(input: NotifyInput): Promise<string> {
       const to = input.runbook.contacts.flatMap((c) => (c.email ? [c.email] : []));
       if (to.length === 0) return 'no contact has an email address';
+      const key = ourDkimKey(config);
+      // TODO(route): MX routing replaces this; until then the relay, else a local MTA.
+      const relay = config.outbound.relay ?? { host: '127.0.0.1', port: 25 };
       const transport = nodemailer.createTransport({
-        host: config.smtpRelay.host,
-        port: config.smtpRelay.port,
+        host: relay.host,
+        port: relay.port,
         name: config.hostname,
         secure: false,
         tls: { rejectUnauthorized: false },
+        dkim: { domainName: key.domain, keySelector: key.selector, privateKey: key.privateKey },
       });
       try {
         const info = await transport.sendMail({
@@ -38,7 +44,7 @@ export function createNotifyActivities({ config }: { config: Config }) {
           to,
           subject: `[MX Failover] ${input.runbook.name}: your mail servers are not answering; we are holding your mail`,
           text: [
-            `Your mail servers (${input.runbook.primary.map((p) => p.host).join(', ')}) have not answered since ${input.declaredAt}.`,
+            `Your mail servers (${describePrimary(input.runbook)}) have not answered since ${input.declaredAt}.`,
             `We are holding ${input.heldMessages} message(s) for ${input.runbook.domains.join(', ')}. Nothing is lost.`,
             '',
             'Tell your MX Failover operator what you want: keep holding, forward everything to one mailbox,',
