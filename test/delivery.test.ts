@@ -81,13 +81,19 @@ function withPrimary(runbook: Runbook, port: number): Runbook {
 test('probe: a live SMTP server answers; a closed port fails at connect', async () => {
   const server = await startCatcher();
   try {
-    const up = await probeMx('127.0.0.1', server.port, 'mx.failover.test');
+    const up = await probeMx(
+      { name: '127.0.0.1', address: '127.0.0.1', port: server.port },
+      'mx.failover.test',
+    );
     assert.equal(up.ok, true);
     assert.equal(up.stage, 'done');
   } finally {
     await server.close();
   }
-  const down = await probeMx('127.0.0.1', await freePort(), 'mx.failover.test');
+  const down = await probeMx(
+    { name: '127.0.0.1', address: '127.0.0.1', port: await freePort() },
+    'mx.failover.test',
+  );
   assert.equal(down.ok, false);
   assert.equal(down.stage, 'connect');
 });

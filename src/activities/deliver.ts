@@ -1,10 +1,10 @@
 import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
-import type { Transporter } from 'nodemailer';
 import type { Config } from '../config';
 import {
   DELIVERY_DEFERRED,
   type DeliveryBatchOutcome,
   type DeliveryBatchResult,
+  type DeliveryError,
   type DeliveryStopped,
   type DeliveryTarget,
   REFUSED_LISTED,
@@ -16,6 +16,8 @@ import type { Sql } from '../store/db';
 import { deliverable, heldRecipient, quarantinedMessage } from '../store/held';
 import type { ObjectStore } from '../store/objects';
 import { BatchBodies, type StoredBody } from './body-reader';
+import { Outbound } from './outbound';
+import { RouteUnusable } from './route';
 import {
   deliveryErrorOf,
   type RecipientReply,
@@ -23,7 +25,6 @@ import {
   type SendOutcome,
   sendVia,
   TargetDeferred,
-  transportFor,
 } from './smtp-send';
 
 // Delivery of held mail, in arrival order, in batches, idempotent through the delivery ledger (DESIGN 4). What a
@@ -38,6 +39,8 @@ interface PendingMessage extends StoredBody {
   quarantined: boolean;
   spam_score: number | null;
   spam_symbols: Record<string, SpamSymbol> | null;
+  client_ip: string;
+  helo: string;
 }
 
 const nextBatch = (sql: Sql, customerId: string, key: string, gate: SpamGate, limit: number) => sql<
@@ -45,7 +48,7 @@ const nextBatch = (sql: Sql, customerId: string, key: string, gate: SpamGate, li
 >`
   select m.id, m.object_key, m.body_offset, m.size_bytes, m.envelope_from,
          array_agg(r.recipient order by r.recipient) as recipients,
-         ${quarantinedMessage(sql)} as quarantined, m.spam_score, m.spam_symbols
+         ${quarantinedMessage(sql)} as quarantined, m.spam_score, m.spam_symbols, host(m.client_ip) as client_ip, m.helo
   from held_message m join held_recipient r on r.message_id = m.id
   where r.customer_id = ${customerId} and ${heldRecipient(sql, { targetKey: key })} and ${deliverable(sql, gate)}
   group by m.id
@@ -80,6 +83,8 @@ const LEDGER_PATIENCE_MS = 2 * 60_000;
 
 const HEARTBEAT_EVERY_MS = 5_000;
 const BATCH_TIME_MS = 10 * 60_000;
+/** A paced forward reports back this often, so the status's sent / remaining / finish stay current. */
+const PACED_BATCH_TIME_MS = 30_000;
 
 /** What a batch has done so far; reported whether it ends normally or stops on a temporary error. */
 class BatchTally implements DeliveryBatchOutcome {
@@ -87,6 +92,7 @@ class BatchTally implements DeliveryBatchOutcome {
   failed = 0;
   refused: DeliveryBatchOutcome['refused'] = [];
   deferred: DeliveryBatchOutcome['deferred'] = null;
+  pausedUntil: number | null = null;
 
   refuse(messageId: string, replies: RecipientReply[]) {
     this.failed += replies.length;
@@ -116,6 +122,9 @@ async function recordOutcome(
     tally.refuse(m.id, refused);
     return;
   }
+  if (forwarded && outcome.accepted.length === 0 && outcome.deferred.length > 0)
+    // The forward mailbox deferred the copy (450 4.2.1 "receiving mail too fast"): not a failure, try later.
+    throw new TargetDeferred(outcome.deferred[0]!.error);
   if (forwarded) {
     // One copy reached the forward mailbox(es) on behalf of every original recipient.
     const all = m.recipients.map((recipient) => ({ recipient, reply: outcome.response }));
@@ -146,42 +155,31 @@ async function recordOutcome(
     };
 }
 
-/** The batch stopped: the workflow gets the error and what was done before it, and decides when to try again. */
-function stopped(err: unknown, tally: BatchTally): ApplicationFailure {
-  const error =
-    err instanceof TargetDeferred ? err.error : deliveryErrorOf(err as Error & { responseCode?: number });
-  const details: DeliveryStopped = { ...tally.outcome(), error };
+/** What stopped a batch, as the status shows it: the server's reply, the route's problem, or the error. */
+function errorOf(err: unknown): DeliveryError {
+  if (err instanceof TargetDeferred) return err.error;
+  if (err instanceof RouteUnusable)
+    return { at: new Date().toISOString(), replyCode: null, message: err.message, permanent: err.permanent };
+  return deliveryErrorOf(err as Error & { responseCode?: number });
+}
+
+/**
+ * The batch stopped: the workflow gets the error and what was done before it, and decides when to try again (not
+ * before `retryAt` when the receiver asked us to slow down).
+ */
+function stopped(err: unknown, tally: BatchTally, retryAt?: Date): ApplicationFailure {
+  const error = errorOf(err);
+  const details: DeliveryStopped = {
+    ...tally.outcome(),
+    error,
+    ...(retryAt ? { retryAt: retryAt.toISOString() } : {}),
+  };
   return ApplicationFailure.create({
     type: DELIVERY_DEFERRED,
     message: `delivery deferred: ${error.message}`,
     nonRetryable: true,
     details: [details],
   });
-}
-
-function transportsFor(config: Config, runbook: Runbook, target: DeliveryTarget): Transporter[] {
-  const hosts =
-    target.kind === 'primary'
-      ? runbook.primary.map((p) => ({ host: p.host, port: p.port, requireTls: false }))
-      : target.kind === 'redirect'
-        ? [{ host: target.host, port: target.port, requireTls: target.requireTls }]
-        : [{ host: config.smtpRelay.host, port: config.smtpRelay.port, requireTls: false }];
-  return hosts.map((h) => transportFor(config, h.host, h.port, h.requireTls));
-}
-
-/**
- * Waits until the next send is due: one every 1/ratePerSecond, counted from the start of the previous send, so the
- * time a send takes is part of its interval (a pause after each send would go slower than the rate). A send that
- * took longer than its interval is not made up for by a burst: a server just coming back gets the rate at most.
- */
-function pacer(ratePerSecond: number): () => Promise<void> {
-  const intervalMs = 1000 / ratePerSecond;
-  let lastStart = Number.NEGATIVE_INFINITY;
-  return async () => {
-    const wait = lastStart + intervalMs - Date.now();
-    if (wait > 0) await sleep(wait);
-    lastStart = Date.now();
-  };
 }
 
 /** Runbooks recorded before the spam section have none: they get its defaults. */
@@ -209,38 +207,43 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
   const { sql, objects, config } = deps;
 
   /** Sends the batch message by message, recording each outcome; throws TargetDeferred when the target stops. */
-  async function send(input: DeliverBatchInput, batch: PendingMessage[], tally: BatchTally) {
+  async function send(
+    input: DeliverBatchInput,
+    batch: PendingMessage[],
+    tally: BatchTally,
+    outbound: Outbound,
+  ) {
     const { runbook, target } = input;
     const key = targetKey(target, runbook);
     const policy = spamPolicyOf(runbook);
-    const transports = transportsFor(config, runbook, target);
     const bodies = new BatchBodies(objects, config.s3.bucket, batch);
     // Heartbeats also while one message is on its way (a slow server may take minutes to answer), so a short
     // heartbeat timeout finds a dead worker quickly without declaring a slow delivery dead.
     let lastMessageId: string | undefined;
     const beat = setInterval(() => heartbeat({ lastMessageId }), HEARTBEAT_EVERY_MS);
     // Stop well inside the activity's start-to-close timeout, so a retry never runs beside a live attempt.
-    const stopAt = Date.now() + BATCH_TIME_MS;
+    const stopAt = Date.now() + (outbound.paced ? PACED_BATCH_TIME_MS : BATCH_TIME_MS);
     const cancelled = Context.current().cancellationSignal;
-    const pace = input.ratePerSecond ? pacer(input.ratePerSecond) : undefined;
     try {
       for (const message of batch) {
         if (cancelled.aborted) throw ApplicationFailure.retryable('delivery batch cancelled', 'Cancelled');
         if (Date.now() > stopAt) break;
-        await pace?.();
-        const raw = tagged(message, await bodies.read(message), policy.quarantineAt);
-        const forwarded = target.kind === 'forward';
-        const envelope = forwarded
-          ? { from: config.forwardSender, to: target.to }
-          : { from: message.envelope_from, to: message.recipients };
-        const outcome = await sendVia(transports, envelope, raw);
-        await recordOutcome(sql, tally, message, key, outcome, forwarded);
+        const paused = await outbound.waitForSlot();
+        if (paused) {
+          tally.pausedUntil = paused.pausedUntil;
+          break;
+        }
+        const copy = await outbound.copyOf(
+          message,
+          tagged(message, await bodies.read(message), policy.quarantineAt),
+        );
+        const outcome = await sendVia(outbound.transports, copy.envelope, copy.raw);
+        await recordOutcome(sql, tally, message, key, outcome, target.kind === 'forward');
         lastMessageId = message.id;
         heartbeat({ lastMessageId });
       }
     } finally {
       clearInterval(beat);
-      for (const t of transports) t.close();
     }
   }
 
@@ -249,21 +252,42 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
       const key = targetKey(input.target, input.runbook);
       const gate = spamGateFor(input.target, spamPolicyOf(input.runbook));
       const tally = new BatchTally();
+      let outbound: Outbound | undefined;
       try {
         const batch = await nextBatch(sql, input.runbook.id, key, gate, input.limit);
-        await send(input, batch, tally);
+        if (batch.length > 0) {
+          outbound = await Outbound.open({ sql, config }, input, key);
+          await send(input, batch, tally, outbound);
+        }
       } catch (err) {
         if (err instanceof ApplicationFailure) throw err;
-        throw stopped(err, tally);
+        throw stopped(err, tally, await outbound?.slowDownFor(errorOf(err)));
+      } finally {
+        outbound?.close();
       }
       if (tally.deferred && tally.delivered === 0 && tally.failed === 0)
         throw stopped(new TargetDeferred(tally.deferred.error), tally);
-      // Counted up to 1,000 only: the workflow needs "none left" or "more", and a full count scans the backlog.
-      const [{ remaining }] = (await sql`
-        select count(*)::int as remaining from (${nextBatch(sql, input.runbook.id, key, gate, 1_000)}) pending`) as unknown as [
-        { remaining: number },
-      ];
-      return { ...tally.outcome(), remaining };
+      const remaining = await countRemaining(sql, input.runbook.id, key, gate, outbound?.paced ?? false);
+      const pace = outbound?.ratePerMinute
+        ? {
+            ratePerMinute: outbound.ratePerMinute,
+            pausedUntil: tally.pausedUntil === null ? null : new Date(tally.pausedUntil).toISOString(),
+          }
+        : undefined;
+      return { ...tally.outcome(), remaining, ...(pace ? { pace } : {}) };
     },
   };
+}
+
+/**
+ * Counted up to 1,000 only: the workflow needs "none left" or "more", and a full count scans the backlog. A paced
+ * forward (at most a few per second, 30 s a batch) counts up to 100,000, for the status's estimated finish.
+ */
+async function countRemaining(sql: Sql, customerId: string, key: string, gate: SpamGate, paced: boolean) {
+  const [{ remaining }] = (await sql`
+    select count(*)::int as remaining
+    from (${nextBatch(sql, customerId, key, gate, paced ? 100_000 : 1_000)}) pending`) as unknown as [
+    { remaining: number },
+  ];
+  return remaining;
 }

@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config';
 import type { ProbeResult } from '../domain/delivery';
-import type { Runbook } from '../domain/runbook';
+import { describePrimary, type Runbook } from '../domain/runbook';
 import type { HeldCount, SpamGate } from '../domain/spam';
 import type { Logger } from '../log';
 import type { Sql } from '../store/db';
@@ -11,6 +11,7 @@ import { ringOutage } from '../temporal';
 import { createDeliveryActivities } from './deliver';
 import { createNotifyActivities } from './notify';
 import { probeMx } from './probe';
+import { checkRoute, destinationOf } from './route';
 
 export interface ActivityDeps {
   sql: Sql;
@@ -34,9 +35,24 @@ export function createActivities(deps: ActivityDeps) {
       await ringOutage(deps.client, config.temporal.taskQueue, runbook, 0);
     },
 
-    /** Probes every primary MX host of the runbook, in preference order. */
-    probePrimary(runbook: Runbook): Promise<ProbeResult[]> {
-      return Promise.all(runbook.primary.map((p) => probeMx(p.host, p.port, config.hostname)));
+    /**
+     * Probes every primary MX host of the runbook, in preference order: the hosts a restore would use (its `primary`,
+     * or its domain's MX below ours). No route (a loop, DNS failing) is a failed probe that says why.
+     */
+    async probePrimary(runbook: Runbook): Promise<ProbeResult[]> {
+      const route = await checkRoute(config, destinationOf(config, { kind: 'primary' }, runbook));
+      if (!route.ok)
+        return [
+          {
+            host: describePrimary(runbook),
+            port: 0,
+            ok: false,
+            stage: 'connect',
+            latencyMs: 0,
+            error: route.reason,
+          },
+        ];
+      return Promise.all(route.hosts.map((h) => probeMx(h, config.hostname)));
     },
 
     /**

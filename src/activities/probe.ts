@@ -1,16 +1,20 @@
 import { performance } from 'node:perf_hooks';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { ProbeResult } from '../domain/delivery';
+import type { RouteHost } from '../domain/route';
 
 const PROBE_TIMEOUT_MS = 10_000;
 
 /** One SMTP probe of one MX host: connect, banner, EHLO, QUIT, each with a timeout. Never throws. */
-export function probeMx(host: string, port: number, name: string): Promise<ProbeResult> {
+export function probeMx(to: RouteHost, name: string): Promise<ProbeResult> {
+  const { port } = to;
+  // The status names the host as the runbook or DNS does, with the address when that differs.
+  const host = to.name === to.address ? to.name : `${to.name} (${to.address})`;
   const started = performance.now();
   let stage: ProbeResult['stage'] = 'connect';
   return new Promise((resolve) => {
     const connection = new SMTPConnection({
-      host,
+      host: to.address,
       port,
       name,
       connectionTimeout: PROBE_TIMEOUT_MS,

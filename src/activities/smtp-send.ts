@@ -1,7 +1,9 @@
+import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Config } from '../config';
 import type { DeliveryError } from '../domain/delivery';
+import type { RouteHost } from '../domain/route';
 
 // One SMTP transaction to a target's hosts, and its answer sorted the way the ledger needs it: accepted,
 // refused for good (5xx), deferred (4xx), or the target not taking mail at all (TargetDeferred).
@@ -53,18 +55,20 @@ export type SendOutcome =
  * that window. Parallel sessions (20, as Postfix uses) released a backlog about twice as fast, but a kill -9 under
  * load then sent up to 5 duplicates (npm run test:faults); exactly once matters more here than speed.
  */
-export function transportFor(config: Config, host: string, port: number, requireTls: boolean) {
+export function transportFor(config: Config, to: RouteHost, requireTls: boolean) {
   return nodemailer.createTransport({
     pool: true,
     maxConnections: 1,
     maxMessages: 1_000,
-    host,
-    port,
+    // The address DNS gave (Node's own lookup would ignore MXF_DNS_SERVERS), the name for TLS's SNI.
+    host: to.address,
+    port: to.port,
     name: config.hostname,
     secure: false,
     requireTLS: requireTls,
-    // Opportunistic TLS between MTAs: encrypt when offered, and do not refuse a self-signed certificate.
-    tls: { rejectUnauthorized: false },
+    // Opportunistic TLS between MTAs (RFC 3207, RFC 7435): STARTTLS whenever offered, and a self-signed or
+    // mismatched certificate is still better than plain text. A redirect may require TLS.
+    tls: { rejectUnauthorized: false, servername: isIP(to.name) ? undefined : to.name },
     connectionTimeout: 30_000,
     // RFC 5321 4.5.3.2: a client waits up to 5 minutes for the greeting and for the reply to the final dot.
     greetingTimeout: 5 * 60_000,

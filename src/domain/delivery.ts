@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import type { Runbook } from './runbook';
+import { rateSchema } from './pace';
+import { describePrimary, type Runbook } from './runbook';
 
 /**
  * Outside mailboxes and servers get only scored, unquarantined mail; when the filter has been down for long, an
@@ -11,8 +12,23 @@ function unscoredShape() {
 
 // Where held mail goes when it is released. The destination is chosen at release time (DESIGN invariant 5): a
 // message held under "hold" goes wherever the instruction in force says when it is finally delivered.
-/** Everything to these mailboxes (say a Gmail account); envelope sender rewritten, bytes unchanged. */
-export const forwardShape = { to: z.array(z.email()).min(1).max(10), ...unscoredShape() };
+/**
+ * Everything to these mailboxes (say a Gmail account); envelope sender our signed return address, bytes unchanged
+ * after our ARC set. One domain per forward: one copy goes in one SMTP transaction to that domain's MX, so a
+ * copy is either delivered or not, never half (several domains would be several forwards' worth of bookkeeping).
+ * `rate` paces each mailbox (default MXF_FORWARD_RATE, Gmail's 60/min).
+ */
+export const forwardShape = {
+  to: z
+    .array(z.email())
+    .min(1)
+    .max(10)
+    .refine((to) => new Set(to.map((a) => a.slice(a.lastIndexOf('@') + 1).toLowerCase())).size === 1, {
+      message: 'forward to mailboxes of one domain per instruction (one copy, one SMTP transaction)',
+    }),
+  rate: rateSchema.optional(),
+  ...unscoredShape(),
+};
 /** Another SMTP server (a site in another geography), original envelope. */
 export const redirectShape = {
   host: z.string().min(1),
@@ -64,6 +80,8 @@ export interface DeliveryError {
   replyCode: number | null;
   /** The reply as the server sent it ("451 4.7.1 try later"), or the error ("connect ECONNREFUSED 127.0.0.1:25"). */
   message: string;
+  /** No retry helps until DNS or the instruction changes: a null MX, a route that loops back to us. */
+  permanent?: boolean;
 }
 
 /** A recipient a target refused for good (5xx): recorded in the ledger as failed there, never sent there again. */
@@ -87,13 +105,17 @@ export interface DeliveryBatchOutcome {
 export const REFUSED_LISTED = 20;
 
 export interface DeliveryBatchResult extends DeliveryBatchOutcome {
-  /** Messages of this customer still waiting for this target after the batch, counted up to 1,000. */
+  /** Messages of this customer still waiting for this target after the batch, counted up to 1,000 (paced: 100,000). */
   remaining: number;
+  /** A paced delivery: the rate in force (after any slow-down), and when it goes on if the batch waits for a slot. */
+  pace?: { ratePerMinute: number; pausedUntil: string | null };
 }
 
 /** A batch that stopped because the target does not take mail now (4xx, network, our storage): details for the workflow. */
 export interface DeliveryStopped extends DeliveryBatchOutcome {
   error: DeliveryError;
+  /** The receiver asked us to slow down: nothing goes there before this. */
+  retryAt?: string;
 }
 /** The failure type of a batch stopped on a temporary error; the workflow, not the activity, schedules the next try. */
 export const DELIVERY_DEFERRED = 'DeliveryDeferred';
@@ -122,13 +144,16 @@ export interface TargetDelivery {
 export const REFUSED_KEPT = 50;
 
 /** A target as an operator reads it, in the status, the Web UI and activity summaries. */
-export function describeTarget(target: DeliveryTarget, runbook: Pick<Runbook, 'primary'>): string {
+export function describeTarget(
+  target: DeliveryTarget,
+  runbook: Pick<Runbook, 'primary' | 'domains'>,
+): string {
   switch (target.kind) {
     case 'forward':
       return `forward to ${target.to.join(', ')}`;
     case 'redirect':
       return `redirect to ${target.host}:${target.port}`;
     case 'primary':
-      return `the primary MX (${runbook.primary.map((p) => `${p.host}:${p.port}`).join(', ')})`;
+      return `the primary MX (${describePrimary(runbook)})`;
   }
 }

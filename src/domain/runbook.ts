@@ -86,7 +86,8 @@ export const runbookSchema = z
     name: z.string().min(1),
     domains: z.array(hostnameSchema).min(1),
     recipients: z.union([z.literal('any'), z.array(mailboxSchema).min(1)]),
-    primary: z.array(primaryMxSchema).min(1),
+    // Without it, the primary hosts are the first domain's MX records with a lower preference number than ours.
+    primary: z.array(primaryMxSchema).min(1).optional(),
     contacts: z.array(contactSchema).min(1),
     detection: z.strictObject({ probeInterval: durationSchema, confirmAfter: durationSchema }),
     notify: z.array(notifyStepSchema).min(1),
@@ -131,4 +132,10 @@ export function acceptsRecipient(rb: Runbook, address: string): boolean {
   const domain = lower.slice(lower.lastIndexOf('@') + 1);
   if (!rb.domains.includes(domain)) return false;
   return rb.recipients === 'any' || rb.recipients.some((r) => r.toLowerCase() === lower);
+}
+
+/** The customer's own servers as people read them: the runbook's hosts, or where DNS will name them. */
+export function describePrimary(rb: Pick<Runbook, 'primary' | 'domains'>): string {
+  if (rb.primary) return rb.primary.map((p) => `${p.host}:${p.port}`).join(', ');
+  return `the MX hosts of ${rb.domains[0]} below ours`;
 }

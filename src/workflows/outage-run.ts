@@ -20,7 +20,7 @@ import {
   targetOf,
 } from '../domain/outage';
 import { formatOutageId } from '../domain/outage-id';
-import { durationMs, type Runbook } from '../domain/runbook';
+import { describePrimary, durationMs, type Runbook } from '../domain/runbook';
 import {
   customerIdKey,
   heldMessagesKey,
@@ -149,7 +149,7 @@ export class OutageRun {
   }
 
   async probe() {
-    const hosts = this.runbook.primary.map((p) => `${p.host}:${p.port}`).join(', ');
+    const hosts = describePrimary(this.runbook);
     this.s.lastProbe = await probePrimary.executeWithOptions({ ...SHORT, summary: `Probe ${hosts}` }, [
       this.runbook,
     ]);
