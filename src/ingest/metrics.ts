@@ -10,7 +10,16 @@ export type RejectReason =
   | 'oversize'
   | 'bare_cr'
   | 'nul'
-  | 'local_error';
+  | 'local_error'
+  // RCPT to our return-path domain (bounces of forwarded copies)
+  | 'bad_return_path'
+  | 'expired_return_path'
+  | 'bounced_message_gone'
+  | 'bounce_too_early'
+  | 'bounce_not_alone';
+
+/** What became of a bounce's DATA: recorded as a failure in the ledger, or read and dropped (a delay warning). */
+export type BounceResult = 'recorded' | 'not_a_failure';
 
 export function createIngestMetrics() {
   const registry = new Registry();
@@ -40,6 +49,12 @@ export function createIngestMetrics() {
         0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5,
         10,
       ],
+      registers: [registry],
+    }),
+    bounces: new Counter({
+      name: 'mxf_bounces_total',
+      help: 'Bounces of forwarded copies answered 250, by what was done with them',
+      labelNames: ['result'] as const,
       registers: [registry],
     }),
     doorbell: new Counter({

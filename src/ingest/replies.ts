@@ -35,6 +35,25 @@ export const replies = {
     ),
   nul: () => smtpReply(550, '5.6.0', 'Message refused: NUL byte in the data (RFC 5321 2.3.8)'),
   oversize: (limit: number) => smtpReply(552, '5.3.4', `Message exceeds the maximum size of ${limit} bytes`),
+  // Bounces of forwarded copies, to our signed return addresses (src/ingest/bounces.ts).
+  notReturnAddress: () =>
+    smtpReply(
+      550,
+      '5.1.1',
+      'No such recipient: not a valid return address of ours; do not retry this bounce',
+    ),
+  expiredReturnAddress: () =>
+    smtpReply(550, '5.1.1', 'This return address has expired (21 days after sending); discard the bounce'),
+  bouncedMessageGone: () =>
+    smtpReply(550, '5.1.1', 'No such recipient: the message this address names is not held here any more'),
+  bounceTooEarly: () =>
+    smtpReply(451, '4.3.0', 'The copy this bounce is for is not recorded yet; please try again later'),
+  bounceNotAlone: () =>
+    smtpReply(
+      452,
+      '4.5.3',
+      'Bounces to return addresses and other mail cannot share a transaction; send this recipient separately',
+    ),
   localError: () =>
     smtpReply(451, '4.3.0', 'Local error in processing; the message was not stored, please try again later'),
 };

@@ -15,6 +15,13 @@ import { commitHeldMessage } from '../store/messages';
 import type { BodyRef, BodyWriter } from '../store/objects';
 import { withTimeout } from '../timeout';
 import { BodyCheck, type BodyResult } from './body';
+import {
+  acceptBounce,
+  bounceRecipientReply,
+  isBounceTransaction,
+  isReturnAddress,
+  mixesKinds,
+} from './bounces';
 import { searchableHeaders } from './headers';
 import type { IngestMetrics, RejectReason } from './metrics';
 import { newQueueId, objectKeyFor, receivedHeader, tlsDescription } from './received';
@@ -99,9 +106,15 @@ export function createSmtpServer(deps: IngestDeps): SMTPServer {
         if (!already && session.envelope.rcptTo.length >= MAX_RECIPIENTS) {
           return callback(refuse('too_many_recipients', replies.tooManyRecipients()));
         }
+        const notAlone = () => refuse('bounce_not_alone', replies.bounceNotAlone());
+        if (isReturnAddress(config, address.address)) {
+          if (mixesKinds(config, session, address.address)) return callback(notAlone());
+          bounceRecipientReply(deps, address.address, session).then((reply) => callback(reply));
+          return;
+        }
         const decision = recipientPolicy(byDomain, address.address);
         if ('refuse' in decision) return callback(refuse(decision.refuse, REFUSALS[decision.refuse]!()));
-        callback();
+        callback(mixesKinds(config, session, address.address) ? notAlone() : undefined);
       } catch (err) {
         log.error({ session: session.id, err }, 'RCPT handling failed');
         callback(refuse('local_error', replies.localError()));
@@ -109,7 +122,8 @@ export function createSmtpServer(deps: IngestDeps): SMTPServer {
     },
 
     onData(stream, session, callback) {
-      acceptMessage(deps, byDomain, stream, session).then(
+      const accept = isBounceTransaction(config, session) ? acceptBounce : acceptMessage;
+      accept(deps, stream, session, byDomain).then(
         (reply) => callback(null, reply),
         (err: unknown) =>
           callback(err instanceof SmtpReply ? err : unexpectedFailure(deps, err, stream, session)),
@@ -167,9 +181,9 @@ function unexpectedFailure(deps: IngestDeps, err: unknown, stream: Readable, ses
 /** Stream the body to object storage, commit its rows, and only then produce the 250 text; any failure throws a reply. */
 async function acceptMessage(
   deps: IngestDeps,
-  byDomain: Map<string, Runbook>,
   stream: Readable,
   session: SMTPServerSession,
+  byDomain: Map<string, Runbook>,
 ): Promise<string> {
   const started = performance.now();
   const receivedAt = new Date();
