@@ -27,14 +27,22 @@ const host = z.string().regex(/^[A-Za-z0-9.:-]+$/, 'expected a host name or IP a
 
 const domainName = z
   .string()
-  .regex(/^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*$/, 'expected a domain name, e.g. failover.example.net')
+  .regex(
+    /^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*$/,
+    'expected a domain name, e.g. failover.example.net',
+  )
   .transform((v) => v.toLowerCase());
 
 /** A comma-separated list, each item checked by `item`. */
 const listOf = <T extends z.ZodType<string, string>>(item: T, example: string) =>
   z
     .string()
-    .transform((v) => v.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    )
     .pipe(z.array(item, { error: `expected a comma-separated list, e.g. ${example}` }));
 
 export interface DnsServerAddress {
@@ -178,7 +186,9 @@ function toConfig(env: z.output<typeof envSchema>) {
       token: env.MXF_TOKEN,
     },
     monitor: env.MXF_MONITOR === 'on',
-    notifyFrom: env.MXF_NOTIFY_FROM ?? `mx-failover@${env.MXF_HOSTNAME}`,
+    // At the forwarding domain, which signs notices (DKIM): the From: aligns with the signature (DMARC).
+    notifyFrom:
+      env.MXF_NOTIFY_FROM ?? `mx-failover@${env.MXF_RETURN_PATH_DOMAIN ?? env.MXF_HOSTNAME.toLowerCase()}`,
     notifyWebhookUrl: env.MXF_NOTIFY_WEBHOOK_URL,
     outbound: outboundOf(env),
     runbooksDir: resolve(env.MXF_RUNBOOKS),
@@ -237,13 +247,18 @@ function outboundOf(env: z.output<typeof envSchema>) {
   const domain = env.MXF_RETURN_PATH_DOMAIN ?? env.MXF_HOSTNAME.toLowerCase();
   return {
     relay: relay
-      ? { host: relay.slice(0, relay.lastIndexOf(':')), port: Number(relay.slice(relay.lastIndexOf(':') + 1)) }
+      ? {
+          host: relay.slice(0, relay.lastIndexOf(':')),
+          port: Number(relay.slice(relay.lastIndexOf(':') + 1)),
+        }
       : undefined,
     mxPort: env.MXF_MX_PORT,
     own: {
       names: env.MXF_MX_NAMES ?? [env.MXF_HOSTNAME.toLowerCase()],
       // Listening on every address (or on a name): the addresses our MX records name must be given in MXF_MX_ADDRESSES.
-      addresses: [...new Set([...(env.MXF_MX_ADDRESSES ?? []), ...(wildcard || !isIPv4(listening) ? [] : [listening])])],
+      addresses: [
+        ...new Set([...(env.MXF_MX_ADDRESSES ?? []), ...(wildcard || !isIPv4(listening) ? [] : [listening])]),
+      ],
       smtpPort: env.MXF_SMTP_PORT,
     },
     returnPath: { domain, secret: env.MXF_RETURN_PATH_SECRET },

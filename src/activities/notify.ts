@@ -1,7 +1,8 @@
-import nodemailer from 'nodemailer';
 import type { Config } from '../config';
 import { describePrimary, type NotifyChannel, type Runbook } from '../domain/runbook';
 import { ourDkimKey } from '../mail/dkim-key';
+import { mailboxDestination, routeTo } from './route';
+import { transportFor } from './smtp-send';
 
 // Telling people: email to the runbook's contacts, DKIM-signed by our forwarding domain (a notice of an outage is
 // mail a spam filter must not lose), and one JSON webhook for the phone/SMS provider or pager (channels webhook
@@ -27,35 +28,24 @@ export function createNotifyActivities({ config }: { config: Config }) {
     async email(input: NotifyInput): Promise<string> {
       const to = input.runbook.contacts.flatMap((c) => (c.email ? [c.email] : []));
       if (to.length === 0) return 'no contact has an email address';
-      const key = ourDkimKey(config);
-      // TODO(route): MX routing replaces this; until then the relay, else a local MTA.
-      const relay = config.outbound.relay ?? { host: '127.0.0.1', port: 25 };
-      const transport = nodemailer.createTransport({
-        host: relay.host,
-        port: relay.port,
-        name: config.hostname,
-        secure: false,
-        tls: { rejectUnauthorized: false },
-        dkim: { domainName: key.domain, keySelector: key.selector, privateKey: key.privateKey },
-      });
-      try {
-        const info = await transport.sendMail({
-          from: config.notifyFrom,
-          to,
-          subject: `[MX Failover] ${input.runbook.name}: your mail servers are not answering; we are holding your mail`,
-          text: [
-            `Your mail servers (${describePrimary(input.runbook)}) have not answered since ${input.declaredAt}.`,
-            `We are holding ${input.heldMessages} message(s) for ${input.runbook.domains.join(', ')}. Nothing is lost.`,
-            '',
-            'Tell your MX Failover operator what you want: keep holding, forward everything to one mailbox,',
-            'redirect to another mail server, or restore when your servers are back.',
-            `Unless told otherwise, after ${input.runbook.instructions.default.after} we will: ${input.runbook.instructions.default.action}.`,
-          ].join('\n'),
-        });
-        return `sent to ${info.accepted.length} address(es): ${info.response}`;
-      } finally {
-        transport.close();
+      const mail = {
+        from: config.notifyFrom,
+        subject: `[MX Failover] ${input.runbook.name}: your mail servers are not answering; we are holding your mail`,
+        text: noticeText(input),
+      };
+      // One transaction per receiving domain, each by its own route (MX, or the smarthost); every domain is tried.
+      const byDomain = new Map<string, string[]>();
+      for (const a of to) {
+        const domain = a.slice(a.lastIndexOf('@') + 1).toLowerCase();
+        byDomain.set(domain, [...(byDomain.get(domain) ?? []), a]);
       }
+      const sent = await Promise.allSettled(
+        [...byDomain.values()].map((group) => sendNotice(config, group, mail)),
+      );
+      const failed = sent.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+      const accepted = sent.reduce((n, r) => n + (r.status === 'fulfilled' ? r.value : 0), 0);
+      if (accepted === 0) throw new Error(failed.join('; '));
+      return `sent to ${accepted} address(es)${failed.length ? `; not to the rest: ${failed.join('; ')}` : ''}`;
     },
 
     async webhook(input: NotifyInput, channel: NotifyChannel): Promise<string> {
@@ -99,4 +89,39 @@ export function createNotifyActivities({ config }: { config: Config }) {
       return results;
     },
   };
+}
+
+function noticeText(input: NotifyInput): string {
+  return [
+    `Your mail servers (${describePrimary(input.runbook)}) have not answered since ${input.declaredAt}.`,
+    `We are holding ${input.heldMessages} message(s) for ${input.runbook.domains.join(', ')}. Nothing is lost.`,
+    '',
+    'Tell your MX Failover operator what you want: keep holding, forward everything to one mailbox,',
+    'redirect to another mail server, or restore when your servers are back.',
+    `Unless told otherwise, after ${input.runbook.instructions.default.after} we will: ${input.runbook.instructions.default.action}.`,
+  ].join('\n');
+}
+
+/** One notice to mailboxes of one domain, DKIM-signed, host by host along the route; the count accepted. */
+async function sendNotice(
+  config: Config,
+  to: string[],
+  mail: { from: string; subject: string; text: string },
+) {
+  const key = ourDkimKey(config);
+  const dkim = { domainName: key.domain, keySelector: key.selector, privateKey: key.privateKey };
+  let lastError: Error | undefined;
+  for (const host of await routeTo(config, mailboxDestination(config, to[0]!))) {
+    const transport = transportFor(config, host, false);
+    try {
+      const info = await transport.sendMail({ ...mail, to, dkim });
+      return info.accepted.length;
+    } catch (err) {
+      lastError = err as Error;
+      if ((err as { responseCode?: number }).responseCode) break; // an answer, not a dead host: do not go on
+    } finally {
+      transport.close();
+    }
+  }
+  throw lastError ?? new Error(`no host for ${to.join(', ')}`);
 }
