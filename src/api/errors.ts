@@ -18,6 +18,7 @@ export const errorCodes = [
   'NOT_QUARANTINED', // 409: a release of a message the filter passed (or has not scored): it is not held back
   'MESSAGE_NOT_HELD', // 409: the message was delivered already (or refused for good); there is nothing to act on
   'QUARANTINE_NOT_REVIEWED', // 409: resolve before an operator listed the quarantined mail that arrived lately
+  'ROUTE_UNUSABLE', // 422: the instruction's destination takes no mail (null MX, no such domain) or would loop back to us
   'BODY_TOO_LARGE', // 413
   'MESSAGE_TOO_LARGE_TO_PARSE', // 413: read it with /raw instead
   'UNSUPPORTED_MEDIA_TYPE', // 415

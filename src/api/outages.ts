@@ -3,13 +3,17 @@ import { type Client, WithStartWorkflowOperation } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { checkRoute, destinationOf } from '../activities/route';
 import type { Config } from '../config';
+import { describeTarget } from '../domain/delivery';
 import {
   callOutcomeSchema,
+  type Instruction,
   instructionActionSchema,
   type OutageStatus,
   type OutageWorkflow,
   requestMetaShape,
+  targetOf,
 } from '../domain/outage';
 import { parseOutageId } from '../domain/outage-id';
 import { customerIdSchema, type Runbook } from '../domain/runbook';
@@ -89,6 +93,22 @@ async function refuseUnreviewedQuarantine(sql: Sql, outageId: string): Promise<v
     );
 }
 
+/**
+ * A forward, redirect or restore whose destination can never take the mail (a null MX, a domain that does not
+ * exist, a route back to us) is refused before the outage changes course; a DNS failure now is not a reason.
+ */
+async function refuseUnusableRoute(
+  config: Config,
+  runbook: Runbook | undefined,
+  instruction: Omit<Instruction, 'actor'>,
+) {
+  const target = targetOf(instruction as Instruction);
+  if (!target || !runbook) return;
+  const route = await checkRoute(config, destinationOf(config, target, runbook));
+  if (!route.ok && route.permanent)
+    throw new ApiFailure(422, 'ROUTE_UNUSABLE', `${describeTarget(target, runbook)}: ${route.reason}`);
+}
+
 export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps): void {
   const { client, config, sql, runbooks } = deps;
   const api = app.withTypeProvider<ZodTypeProvider>();
@@ -145,6 +165,11 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
       const { name: actor } = operatorOfRequest(req);
       const found = await findRunningOutage(client, req.params.id);
       if (req.body.action === 'resolve') await refuseUnreviewedQuarantine(sql, req.params.id);
+      await refuseUnusableRoute(
+        config,
+        runbooks.get(parseOutageId(req.params.id)?.customerId ?? req.params.id),
+        req.body,
+      );
       const requestId = req.body.requestId ?? randomUUID();
       return outageView(
         await updateOutage(client, found, req.params.id, instructUpdate, { ...req.body, actor, requestId }),

@@ -165,13 +165,15 @@ const instruct = command({
   name: 'instruct',
   usage: [
     'instruct <outage> hold|restore|resolve [--note TEXT]',
-    'instruct <outage> forward --to ADDRESS [--to ADDRESS ...] [--deliver-unscored] [--note TEXT]',
+    'instruct <outage> forward --to ADDRESS [--to ADDRESS ...] [--rate 60/min] [--deliver-unscored] [--note TEXT]',
+    "    --rate: per receiving mailbox (default MXF_FORWARD_RATE, Gmail's 60/min); e.g. 20/min, 5/s, 3600/h",
     'instruct <outage> redirect --host HOST [--port 25] [--require-tls] [--deliver-unscored] [--note TEXT]',
     '    --deliver-unscored: also send mail the spam filter has not scored yet (when the filter is down for long)',
   ],
   options: {
     note: { type: 'string' },
     to: { type: 'string', multiple: true },
+    rate: { type: 'string' },
     host: { type: 'string' },
     port: { type: 'string' },
     'require-tls': { type: 'boolean' },
@@ -184,6 +186,10 @@ const instruct = command({
       note: opts.note,
     };
     if (action === 'forward') body.to = opts.to ?? [];
+    if (opts.rate) {
+      if (action !== 'forward') throw new UsageError('instruct: --rate goes with forward');
+      body.rate = opts.rate;
+    }
     if (action === 'redirect') {
       body.host = opts.host;
       if (opts.port) body.port = Number(opts.port);

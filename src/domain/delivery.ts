@@ -140,6 +140,17 @@ export interface TargetDelivery {
   nextAttemptAt: string | null;
   /** Recipients refused for good, newest last, at most REFUSED_KEPT. */
   refused: RefusedRecipient[];
+  /** A paced delivery (a forward, a restore at the runbook's rate), as of its last batch. */
+  pace?: DeliveryPace;
+}
+
+export interface DeliveryPace {
+  /** The rate in force, after any slow-down a receiver asked for. */
+  ratePerMinute: number;
+  /** Messages still to send there (a paced forward counts up to 100,000). */
+  remaining: number;
+  /** At the rate in force, from the next send. */
+  estimatedFinishAt: string;
 }
 export const REFUSED_KEPT = 50;
 

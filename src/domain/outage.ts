@@ -151,7 +151,12 @@ export type MailHeld = z.infer<typeof mailHeldSignalSchema>;
 export function targetOf(instruction: Instruction | null): DeliveryTarget | null {
   switch (instruction?.action) {
     case 'forward':
-      return { kind: 'forward', to: instruction.to, deliverUnscored: instruction.deliverUnscored };
+      return {
+        kind: 'forward',
+        to: instruction.to,
+        rate: instruction.rate,
+        deliverUnscored: instruction.deliverUnscored,
+      };
     case 'redirect':
       return {
         kind: 'redirect',

@@ -2,6 +2,7 @@ import {
   ActivityFailure,
   type ActivityOptions,
   ApplicationFailure,
+  condition,
   patched,
   proxyActivities,
 } from '@temporalio/workflow';
@@ -9,7 +10,9 @@ import type { Activities } from '../activities';
 import {
   DELIVERY_DEFERRED,
   type DeliveryBatchOutcome,
+  type DeliveryBatchResult,
   type DeliveryError,
+  type DeliveryPace,
   type DeliveryStopped,
   type DeliveryTarget,
   describeTarget,
@@ -43,7 +46,11 @@ export async function drain(
 ): Promise<boolean> {
   const { runbook, s } = run;
   const state = deliveryStateOf(run, target);
-  const ratePerSecond = target.kind === 'primary' && s.declaredAt ? runbook.restore.ratePerSecond : undefined;
+  // A restore, and a redirect (a server of the customer's, maybe just set up), go at the runbook's rate.
+  const ratePerSecond =
+    (target.kind === 'primary' && s.declaredAt) || target.kind === 'redirect'
+      ? runbook.restore.ratePerSecond
+      : undefined;
   for (let batch = 1; ; batch++) {
     let result: Awaited<ReturnType<Activities['deliverBatch']>>;
     try {
@@ -65,8 +72,23 @@ export async function drain(
     recordBatch(run, state, counter, result);
     run.describe();
     if (done) return result.remaining === 0;
+    await waitForPace(run, result);
     await run.continueIfLong();
   }
+}
+
+/**
+ * A paced forward whose next slot is far off (its receiver slowed us down, or a low rate): the workflow's timer
+ * waits, not the activity, and a new instruction cuts it short.
+ */
+async function waitForPace(run: OutageRun, result: DeliveryBatchResult) {
+  const until = result.pace?.pausedUntil;
+  if (!until) return;
+  const wait = Date.parse(until) - Date.now();
+  if (wait > 0)
+    await condition(() => run.courseChanged, wait, {
+      summary: `Paced: next copy at ${until} (${result.pace!.ratePerMinute.toFixed(2)}/min)`,
+    });
 }
 
 /** The target's entry in the status, created on first use; the one delivering now is the one in force. */
@@ -119,16 +141,29 @@ function recordBatch(
   run: OutageRun,
   state: TargetDelivery,
   counter: keyof OutageCounts,
-  o: DeliveryBatchOutcome,
+  o: DeliveryBatchResult,
 ) {
   count(run, state, counter, o);
   Object.assign(state, {
     failedAttempts: 0,
     failingSince: null,
-    nextAttemptAt: null,
+    nextAttemptAt: o.pace?.pausedUntil ?? null,
     // Some recipients deferred while others went through: worth showing, not a failing target.
     lastError: o.deferred?.error ?? null,
   });
+  // Counts of 1,000 and more are capped (a restore's); the outage's held count is then the better figure.
+  const remaining = o.remaining < 1_000 ? o.remaining : Math.max(o.remaining, run.s.heldMessages);
+  if (o.pace) state.pace = paceOf(o.pace.ratePerMinute, remaining, o.pace.pausedUntil);
+}
+
+/** Sent / remaining, the rate in force and an estimated finish: what a person plans with. */
+function paceOf(ratePerMinute: number, remaining: number, from: string | null): DeliveryPace {
+  const start = from ? Date.parse(from) : Date.now();
+  return {
+    ratePerMinute: Math.round(ratePerMinute * 100) / 100,
+    remaining,
+    estimatedFinishAt: new Date(start + (remaining / ratePerMinute) * 60_000).toISOString(),
+  };
 }
 
 /** The next try comes one probe interval later, in step with the probe of the primary. */
@@ -142,7 +177,9 @@ function recordStopped(
   state.failedAttempts++;
   state.failingSince ??= o.error.at;
   state.lastError = o.error;
-  state.nextAttemptAt = new Date(Date.now() + run.probeEvery).toISOString();
+  // A receiver that asked us to slow down is not tried before it said; otherwise with the next probe.
+  const next = Math.max(Date.now() + run.probeEvery, o.retryAt ? Date.parse(o.retryAt) : 0);
+  state.nextAttemptAt = new Date(next).toISOString();
 }
 
 /** The delivery in force is failing: the caller waits for its next attempt rather than for new mail. */

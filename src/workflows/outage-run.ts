@@ -180,6 +180,12 @@ export class OutageRun {
         ? `**failing** since ${d.failingSince ?? d.lastError.at}: ${d.lastError.message} (${d.failedAttempts} attempt(s)); next attempt ${d.nextAttemptAt ?? 'when mail arrives'}`
         : 'ok';
       lines.push(`Delivery ${d.description}: ${d.delivered} delivered, ${d.failed} refused; ${state}.`);
+      if (d.lastError?.permanent)
+        lines.push('This will not pass on a retry: change the DNS records or the instruction.');
+      if (d.pace)
+        lines.push(
+          `Pace: ${d.pace.ratePerMinute}/min in force; ${d.pace.remaining} remaining; estimated finish ${d.pace.estimatedFinishAt}${d.nextAttemptAt ? `; next copy at ${d.nextAttemptAt}` : ''}.`,
+        );
       for (const r of d.refused.slice(-5)) lines.push(`- refused ${r.recipient}: ${r.reply}`);
     }
     setCurrentDetails(lines.join('\n\n'));
