@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Config } from '../src/config';
 import type { Sql } from '../src/store/db';
 import { createObjectStore, readBody } from '../src/store/objects';
+import { stripArcSet } from '../test/helpers/arc-set';
 import type { Copy } from './faults-mailbox';
 
 // What the fault suite reads back after the run, reduced to what the verdict compares with the senders' side:
@@ -109,7 +110,8 @@ export function readCopies(copies: Copy[], forwardTo: string, hostname: string):
   return copies
     .filter((c) => c.to.includes(forwardTo))
     .map((c) => {
-      const { ours, rest } = senderPart(c.raw, hostname);
+      // Forwarded copies lead with our ARC set, then our Received header, then the sender's bytes.
+      const { ours, rest } = senderPart(stripArcSet(c.raw), hostname);
       return { ...c, messageId: messageIdOf(rest), sha256: sha256(rest), ours };
     });
 }

@@ -12,13 +12,17 @@ import {
   type DeliveryBatchResult,
   type DeliveryStopped,
   type DeliveryTarget,
+  targetKey,
 } from '../src/domain/delivery';
 import type { Runbook } from '../src/domain/runbook';
+import { parseReturnPath, returnPathSecret, targetHashOf } from '../src/mail/return-path';
 import { createSql } from '../src/store/db';
 import { countHeldMessages } from '../src/store/held';
 import { commitHeldMessage } from '../src/store/messages';
 import { BodyWriter, createObjectStore } from '../src/store/objects';
+import { arcSealedBy, stripArcSet } from './helpers/arc-set';
 import { startCatcher } from './helpers/catcher';
+import { FORWARDING_DOMAIN } from './helpers/dns-zone';
 import { heldMessage } from './helpers/fixtures';
 import { markScoredClean } from './helpers/held';
 import { uniqueRunbook } from './helpers/ingest';
@@ -164,18 +168,28 @@ test('a primary that is down stops the batch with the network error for the work
   assert.equal(n, 0);
 });
 
-test('forward: one copy per message to the mailbox, our envelope sender, the original bytes', async () => {
+test('forward: one copy per message to the mailbox, our signed return path, our ARC set, then the original bytes', async () => {
   const gmail = await startCatcher();
   const runbook = uniqueRunbook('harborview-law');
   const [a, b] = runbook.recipients as string[];
   try {
     const raw = await hold(runbook, [a!, b!], 'forwarded');
-    const env = { MXF_SMTP_RELAY: `127.0.0.1:${gmail.port}`, MXF_FORWARD_SENDER: 'bounces@mx.failover.test' };
+    const env = { MXF_SMTP_RELAY: `127.0.0.1:${gmail.port}` };
     const target: DeliveryTarget = { kind: 'forward', to: ['harborview.backup@gmail.example'] };
     assert.deepEqual(await deliver(runbook, target, env), { delivered: 2, failed: 0, remaining: 0 });
     assert.equal(gmail.caught.length, 1);
-    assert.ok(gmail.caught[0]!.raw.equals(raw));
-    assert.equal(gmail.caught[0]!.from, 'bounces@mx.failover.test');
+    const copy = gmail.caught[0]!;
+    assert.ok(arcSealedBy(copy.raw, FORWARDING_DOMAIN), 'sealed by our forwarding domain');
+    assert.ok(stripArcSet(copy.raw).equals(raw), 'the stored bytes, unchanged, after the ARC set');
+    const [{ id }] =
+      (await sql`select m.id::text as id from held_message m join held_recipient r on r.message_id = m.id
+                                where r.customer_id = ${runbook.id}`) as unknown as [{ id: string }];
+    const key = { domain: FORWARDING_DOMAIN, secret: returnPathSecret(testConfig()) };
+    assert.deepEqual(parseReturnPath(key, copy.from), {
+      ok: true,
+      messageId: id,
+      targetHash: targetHashOf(targetKey(target, runbook)),
+    });
     assert.deepEqual(gmail.caught[0]!.to, ['harborview.backup@gmail.example']);
     // Delivered by forwarding, it is no longer held: a later restore does not send it again.
     const primary = await startCatcher();
