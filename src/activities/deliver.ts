@@ -228,15 +228,16 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
       for (const message of batch) {
         if (cancelled.aborted) throw ApplicationFailure.retryable('delivery batch cancelled', 'Cancelled');
         if (Date.now() > stopAt) break;
+        // The copy is made first (sealing takes DNS lookups), so that the slot's time is when it leaves.
+        const copy = await outbound.copyOf(
+          message,
+          tagged(message, await bodies.read(message), policy.quarantineAt),
+        );
         const paused = await outbound.waitForSlot();
         if (paused) {
           tally.pausedUntil = paused.pausedUntil;
           break;
         }
-        const copy = await outbound.copyOf(
-          message,
-          tagged(message, await bodies.read(message), policy.quarantineAt),
-        );
         const outcome = await sendVia(outbound.transports, copy.envelope, copy.raw);
         await recordOutcome(sql, tally, message, key, outcome, target.kind === 'forward');
         lastMessageId = message.id;

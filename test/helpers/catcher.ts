@@ -12,6 +12,8 @@ export interface Caught {
 export interface CatcherOptions {
   refuse?: (rcpt: string) => number | undefined;
   port?: number;
+  /** Another loopback address, for a server that DNS names (an MX on port 25). */
+  host?: string;
   /**
    * Runs before the server answers a RCPT or the final dot of DATA, and the answer waits for it: a test can stall
    * the server or kill the client at one precise moment. `index` counts the messages kept before this one. At
@@ -57,7 +59,7 @@ export async function startCatcher(opts: CatcherOptions = {}) {
   // A client that dies mid-session (a killed worker) resets its connection: that is its problem, not ours.
   server.on('error', () => {});
   const port = opts.port ?? (await freePort());
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, opts.host ?? '127.0.0.1', resolve));
   return { port, caught, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
+import type { HeldMessage } from '../../src/domain/message';
 import type { Sql } from '../../src/store/db';
 import { commitHeldMessage } from '../../src/store/messages';
 import { BodyWriter, createObjectStore } from '../../src/store/objects';
@@ -25,7 +26,13 @@ export async function holdBacklog(
   customerId: string,
   recipients: string[],
   count: number,
-  opts: { unscored?: boolean } = {},
+  opts: {
+    unscored?: boolean;
+    /** The stored bytes of message i (our Received header first, as ingest stores them); a bare one by default. */
+    compose?: (i: number, messageId: string) => Promise<Buffer>;
+    /** The SMTP session that brought them (sender authentication is judged on it). */
+    origin?: Partial<Pick<HeldMessage, 'envelopeFrom' | 'clientIp' | 'helo'>>;
+  } = {},
 ): Promise<Backlog> {
   const config = testConfig();
   const bodies = new BodyWriter(createObjectStore(config), config.s3.bucket);
@@ -34,7 +41,9 @@ export async function holdBacklog(
   const AT_ONCE = 25;
   for (let start = 0; start < count; start += AT_ONCE) {
     const group = messageIds.slice(start, start + AT_ONCE).map(async (messageId, i) => {
-      const raw = Buffer.from(`Subject: backlog ${start + i}\r\nMessage-ID: <${messageId}>\r\n\r\nheld\r\n`);
+      const raw = opts.compose
+        ? await opts.compose(start + i, messageId)
+        : Buffer.from(`Subject: backlog ${start + i}\r\nMessage-ID: <${messageId}>\r\n\r\nheld\r\n`);
       const ref = await bodies.put(`held/test/${randomUUID()}.eml`, Readable.from([raw]), 1 << 20);
       return { ref, sha256: createHash('sha256').update(raw).digest('hex') };
     });
@@ -50,6 +59,7 @@ export async function holdBacklog(
         bodyOffset: ref.offset,
         sizeBytes: ref.length,
         sha256,
+        ...opts.origin,
       }),
     );
     byRowId.set(String(id), messageIds[i]!);
