@@ -110,8 +110,8 @@ test(`${MESSAGES} held messages forwarded to one Gmail mailbox capped at ${CAP_P
 
       await eventually(
         'every copy delivered',
-        async () => gmail.kept.length,
-        (n) => n >= MESSAGES,
+        async () => ({ kept: gmail.kept.length, refusedTooFast: gmail.refusedTooFast }),
+        (n) => n.kept >= MESSAGES,
         200_000,
       );
       const seconds = (gmail.kept.at(-1)!.at - started) / 1000;
