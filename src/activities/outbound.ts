@@ -27,6 +27,9 @@ export interface CopySource {
   helo: string;
 }
 
+/** When this process last sent to a set of destinations (a forward's mailboxes and domain). */
+const lastSendAt = new Map<string, number>();
+
 /** The longest a batch waits for a slot itself; past it, the batch ends and the workflow's timer waits. */
 const MAX_SLOT_WAIT_MS = 30_000;
 
@@ -79,8 +82,12 @@ export class Outbound {
     const slot = await reserveSlot(this.deps.sql, this.destinations, MAX_SLOT_WAIT_MS);
     this.ratePerMinute = 60_000 / slot.intervalMs;
     if ('pausedUntil' in slot) return { pausedUntil: slot.pausedUntil };
-    const wait = slot.at - Date.now();
+    // The slot is on the database's clock, seen through a round trip of varying length; in this process the sends
+    // are also spaced by the interval on its own clock, so that latency never brings two sends closer.
+    const key = this.destinations.map((d) => d.key).join(' ');
+    const wait = Math.max(slot.at, (lastSendAt.get(key) ?? 0) + slot.intervalMs) - Date.now();
     if (wait > 0) await sleep(wait);
+    lastSendAt.set(key, Date.now());
     return undefined;
   }
 

@@ -21,10 +21,10 @@ export type PaceSlot =
 
 /**
  * A margin on every interval: smooth pacing at exactly a receiver's cap puts the (count+1)th message at the edge of
- * its window, where a few milliseconds of jitter (a busy event loop, a slow write) make it a 421, and a 421 costs
- * minutes. 5% slower keeps that edge 50 ms away for 5/s in 1 s, 3 s for 60 in a minute.
+ * its window, where a few milliseconds of jitter (a busy event loop, a slow round trip) make it a 421, and a 421
+ * costs minutes. 10% slower keeps that edge 100 ms away for 5/s in 1 s, 6 s for 60 in a minute.
  */
-const MARGIN = 1.05;
+const MARGIN = 1.1;
 
 interface PaceRow {
   destination: string;
