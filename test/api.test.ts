@@ -129,6 +129,16 @@ test('ops API: an outage run end to end, every refusal with its status and code,
         const huge = await call('POST', path, { body: { action: 'hold', note: 'x'.repeat(100_000) } });
         assert.equal(huge.status, 413);
         assert.equal(huge.json.error.code, 'BODY_TOO_LARGE');
+        // A destination that can never take the mail (here: our own address and SMTP port) is refused before the
+        // outage changes course.
+        const ourselves = { action: 'redirect', host: '127.0.0.1', port: ingest.config.smtp.port };
+        const loop = await call('POST', path, { body: ourselves });
+        assert.equal(loop.status, 422);
+        assert.equal(loop.json.error.code, 'ROUTE_UNUSABLE');
+        assert.match(
+          loop.json.error.message,
+          /is this MX failover service itself: delivering there would loop/,
+        );
         const early = await call('POST', path, { body: { action: 'resolve' } });
         assert.equal(early.status, 409);
         assert.equal(early.json.error.code, 'WORKFLOW_REFUSED');

@@ -22,8 +22,9 @@ import { commitHeldMessage } from '../src/store/messages';
 import { BodyWriter, createObjectStore } from '../src/store/objects';
 import { arcSealedBy, stripArcSet } from './helpers/arc-set';
 import { startCatcher } from './helpers/catcher';
-import { FORWARDING_DOMAIN } from './helpers/dns-zone';
+import { FORWARDING_DOMAIN, GMAIL_DOMAIN } from './helpers/dns-zone';
 import { heldMessage } from './helpers/fixtures';
+import { startGmail } from './helpers/gmail';
 import { markScoredClean } from './helpers/held';
 import { uniqueRunbook } from './helpers/ingest';
 import { freePort } from './helpers/ports';
@@ -34,10 +35,10 @@ const objects = createObjectStore(testConfig());
 after(() => sql.end());
 
 /** Holds a message as ingest would: the body in object storage, the rows in PostgreSQL. */
-async function hold(runbook: Runbook, recipients: string[], subject: string): Promise<Buffer> {
+async function hold(runbook: Runbook, recipients: string[], subject: string, padding = ''): Promise<Buffer> {
   const config = testConfig();
   const raw = Buffer.from(
-    `Received: from test\r\nSubject: ${subject}\r\nMessage-ID: <${randomUUID()}@test>\r\n\r\nbody of ${subject}\r\n`,
+    `Received: from test\r\nSubject: ${subject}\r\nMessage-ID: <${randomUUID()}@test>\r\n\r\nbody of ${subject}\r\n${padding}`,
   );
   const ref = await new BodyWriter(objects, config.s3.bucket).put(
     `held/test/${randomUUID()}.eml`,
@@ -295,4 +296,26 @@ test('a batch keeps one segment in memory at a time: a segment is dropped once i
   // The first segment stays while two of its messages are unread, and goes with its last; the second segment
   // holds one message and is read by itself.
   assert.deepEqual(held, [1, 1, 0, 0]);
+});
+
+test("forward by MX: a message over the receiver's SIZE is reported there and stays held for the customer's server", async () => {
+  const gmail = await startGmail({ size: 4_000 });
+  const runbook = uniqueRunbook('harborview-law');
+  const [a] = runbook.recipients as string[];
+  try {
+    await hold(runbook, [a!], 'small');
+    await hold(runbook, [a!], 'large', `${'x'.repeat(998)}\r\n`.repeat(10));
+    const target: DeliveryTarget = { kind: 'forward', to: [`it@${GMAIL_DOMAIN}`] };
+    const result = await deliverBatch(runbook, target);
+    assert.equal(result.delivered, 1);
+    assert.equal(result.failed, 1);
+    assert.match(result.refused[0]!.reply, /size/i, 'the reason says it is too big');
+    assert.deepEqual(
+      gmail.kept.map((k) => /Subject: (\w+)/.exec(k.raw.toString())?.[1]),
+      ['small'],
+    );
+    assert.equal(await countHeldMessages(sql, runbook.id), 1, 'the large one waits for the restore');
+  } finally {
+    await gmail.close();
+  }
 });

@@ -60,6 +60,10 @@ export function transportFor(config: Config, to: RouteHost, requireTls: boolean)
     pool: true,
     maxConnections: 1,
     maxMessages: 1_000,
+    // A 421 before the message's bytes went (Gmail's "4.7.28 rate limited" at RCPT) is nodemailer's to retry on a
+    // new connection, up to 5 times within a second: that hides the reply that should slow us down, and hammers a
+    // receiver that asked for less. Every reply comes to us; the workflow decides when to try again.
+    maxRequeues: 0,
     // The address DNS gave (Node's own lookup would ignore MXF_DNS_SERVERS), the name for TLS's SNI.
     host: to.address,
     port: to.port,
