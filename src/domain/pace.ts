@@ -14,7 +14,7 @@ export const rateSchema = z
   .string()
   .regex(RATE, 'expected a count per window, e.g. "60/min", "5/s", "3600/h" or "86400/d"')
   .refine((r) => Number(RATE.exec(r)?.[1]) > 0, 'a rate must allow at least one message')
-  .meta({ description: 'Messages per window: s, min, h or d.', examples: ['60/min', '5/s'] });
+  .meta({ description: 'Messages per window: s, min, h or d, e.g. "60/min" or "5/s".' });
 export type Rate = z.infer<typeof rateSchema>;
 
 /** Milliseconds between two sends at this rate. */
