@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { MAILBOX_RATE_DEFAULT, rateSchema } from './domain/pace';
@@ -255,9 +255,12 @@ function outboundOf(env: z.output<typeof envSchema>) {
     mxPort: env.MXF_MX_PORT,
     own: {
       names: env.MXF_MX_NAMES ?? [env.MXF_HOSTNAME.toLowerCase()],
-      // Listening on every address (or on a name): the addresses our MX records name must be given in MXF_MX_ADDRESSES.
+      // Listening on every address: each of this machine's. Behind NAT, the public ones must be in MXF_MX_ADDRESSES.
       addresses: [
-        ...new Set([...(env.MXF_MX_ADDRESSES ?? []), ...(wildcard || !isIPv4(listening) ? [] : [listening])]),
+        ...new Set([
+          ...(env.MXF_MX_ADDRESSES ?? []),
+          ...(wildcard ? localIPv4() : isIPv4(listening) ? [listening] : []),
+        ]),
       ],
       smtpPort: env.MXF_SMTP_PORT,
     },
@@ -266,6 +269,11 @@ function outboundOf(env: z.output<typeof envSchema>) {
     pace: { mailbox: env.MXF_FORWARD_RATE, domain: env.MXF_DOMAIN_RATE },
   };
 }
+
+const localIPv4 = () =>
+  Object.values(networkInterfaces()).flatMap((list) =>
+    (list ?? []).filter((i) => i.family === 'IPv4').map((i) => i.address),
+  );
 
 export type Config = Readonly<ReturnType<typeof toConfig>>;
 

@@ -24,6 +24,7 @@ test('migrations are applied once; a second run is a no-op', async () => {
       'api_token',
       'audit_event',
       'delivery_ledger',
+      'delivery_pace',
       'filter_health',
       'held_message',
       'held_recipient',

@@ -13,7 +13,7 @@ import {
 import type { Runbook } from '../domain/runbook';
 import { type SpamGate, type SpamSymbol, spamGateFor, spamHeaders, spamPolicySchema } from '../domain/spam';
 import type { Sql } from '../store/db';
-import { deliverable, heldRecipient, quarantinedMessage } from '../store/held';
+import { countHeldMessages, deliverable, heldRecipient, quarantinedMessage } from '../store/held';
 import type { ObjectStore } from '../store/objects';
 import { BatchBodies, type StoredBody } from './body-reader';
 import { Outbound } from './outbound';
@@ -94,8 +94,9 @@ class BatchTally implements DeliveryBatchOutcome {
   deferred: DeliveryBatchOutcome['deferred'] = null;
   pausedUntil: number | null = null;
 
-  refuse(messageId: string, replies: RecipientReply[]) {
-    this.failed += replies.length;
+  /** `counted`: recorded as failed in the ledger (a forward mailbox refusing one copy of a delivered one is not). */
+  refuse(messageId: string, replies: RecipientReply[], counted = true) {
+    if (counted) this.failed += replies.length;
     const at = new Date().toISOString();
     for (const r of replies)
       if (this.refused.length < REFUSED_LISTED) this.refused.push({ messageId, ...r, at });
@@ -125,7 +126,15 @@ async function recordOutcome(
   if (forwarded && outcome.accepted.length === 0 && outcome.deferred.length > 0)
     // The forward mailbox deferred the copy (450 4.2.1 "receiving mail too fast"): not a failure, try later.
     throw new TargetDeferred(outcome.deferred[0]!.error);
+  if (forwarded && outcome.accepted.length === 0) {
+    // Every forward mailbox refused it (550 5.1.1 at RCPT): refused there for every original recipient, so it
+    // stays held for the customer's own server.
+    const reply = outcome.refused.map((r) => `${r.recipient}: ${r.reply}`).join('; ') || outcome.response;
+    return recordOutcome(sql, tally, m, key, { kind: 'permanent', response: reply }, forwarded);
+  }
   if (forwarded) {
+    // Some forward mailboxes refused and others took it: delivered, and the refusals shown.
+    for (const r of outcome.refused) tally.refuse(m.id, [{ recipient: r.recipient, reply: r.reply }], false);
     // One copy reached the forward mailbox(es) on behalf of every original recipient.
     const all = m.recipients.map((recipient) => ({ recipient, reply: outcome.response }));
     await record(sql, m.id, all, key, 'delivered');
@@ -153,6 +162,15 @@ async function recordOutcome(
       recipients: (tally.deferred?.recipients ?? 0) + deferred.length,
       error: deferred[deferred.length - 1]!.error,
     };
+}
+
+/** A receiver's "too fast" recorded for its destination; if that fails too, the workflow's own wait applies. */
+async function slowedUntil(outbound: Outbound | undefined, err: unknown): Promise<Date | undefined> {
+  try {
+    return await outbound?.slowDownFor(errorOf(err));
+  } catch {
+    return undefined;
+  }
 }
 
 /** What stopped a batch, as the status shows it: the server's reply, the route's problem, or the error. */
@@ -233,6 +251,17 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
           message,
           tagged(message, await bodies.read(message), policy.quarantineAt),
         );
+        if ('unsealable' in copy) {
+          await recordOutcome(
+            sql,
+            tally,
+            message,
+            key,
+            { kind: 'permanent', response: copy.unsealable },
+            true,
+          );
+          continue;
+        }
         const paused = await outbound.waitForSlot();
         if (paused) {
           tally.pausedUntil = paused.pausedUntil;
@@ -262,7 +291,7 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
         }
       } catch (err) {
         if (err instanceof ApplicationFailure) throw err;
-        throw stopped(err, tally, await outbound?.slowDownFor(errorOf(err)));
+        throw stopped(err, tally, await slowedUntil(outbound, err));
       } finally {
         outbound?.close();
       }
@@ -282,12 +311,12 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
 
 /**
  * Counted up to 1,000 only: the workflow needs "none left" or "more", and a full count scans the backlog. A paced
- * forward (at most a few per second, 30 s a batch) counts up to 100,000, for the status's estimated finish.
+ * forward (at most a few per second, 30 s a batch) is counted whole, for the status's estimated finish.
  */
 async function countRemaining(sql: Sql, customerId: string, key: string, gate: SpamGate, paced: boolean) {
+  if (paced) return countHeldMessages(sql, customerId, key, gate);
   const [{ remaining }] = (await sql`
-    select count(*)::int as remaining
-    from (${nextBatch(sql, customerId, key, gate, paced ? 100_000 : 1_000)}) pending`) as unknown as [
+    select count(*)::int as remaining from (${nextBatch(sql, customerId, key, gate, 1_000)}) pending`) as unknown as [
     { remaining: number },
   ];
   return remaining;

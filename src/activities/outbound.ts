@@ -91,11 +91,14 @@ export class Outbound {
     return undefined;
   }
 
-  /** The envelope and bytes of one copy. */
+  /**
+   * The envelope and bytes of one copy; `unsealable` when this message can never be sealed (then it is refused at
+   * the forward and stays held for the customer's own server, and the rest of the backlog goes on).
+   */
   async copyOf(
     message: CopySource,
     raw: Buffer,
-  ): Promise<{ envelope: { from: string; to: string[] }; raw: Buffer }> {
+  ): Promise<{ envelope: { from: string; to: string[] }; raw: Buffer } | { unsealable: string }> {
     if (this.target.kind !== 'forward')
       return { envelope: { from: message.envelope_from, to: message.recipients }, raw };
     const { config } = this.deps;
@@ -117,7 +120,8 @@ export class Outbound {
       );
     } catch (err) {
       if (!(err instanceof SealError)) throw err;
-      // Not sent unsealed: without ARC, Gmail may file or refuse it; the batch stops and the status says why.
+      // Never sent unsealed: without ARC, Gmail may file or refuse it. Our DNS down: the batch stops, retried later.
+      if (!err.temporary) return { unsealable: `not forwarded: ${err.message}` };
       throw new TargetDeferred({ at: new Date().toISOString(), replyCode: null, message: err.message });
     }
     return { envelope: { from, to: this.target.to }, raw: Buffer.concat([seal, raw]) };

@@ -147,6 +147,7 @@ function deliverySection(o: OutageView): string[] {
         'DELIVERED',
         'REFUSED',
         'ATTEMPTS',
+        'PACE',
         'LAST ERROR',
         'FAILING SINCE',
         'NEXT ATTEMPT',
@@ -157,7 +158,12 @@ function deliverySection(o: OutageView): string[] {
         d.delivered,
         d.failed,
         d.failedAttempts ? `${d.attempts} (${d.failedAttempts} failed in a row)` : d.attempts,
-        d.lastError ? `${d.lastError.message} (${when(d.lastError.at)})` : null,
+        d.pace
+          ? `${d.pace.ratePerMinute}/min, ${d.pace.remaining} left, done ~${when(d.pace.estimatedFinishAt)}`
+          : null,
+        d.lastError
+          ? `${d.lastError.message} (${when(d.lastError.at)})${d.lastError.permanent ? ' [permanent: change DNS or the instruction]' : ''}`
+          : null,
         when(d.failingSince),
         when(d.nextAttemptAt),
       ]),

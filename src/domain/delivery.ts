@@ -105,7 +105,7 @@ export interface DeliveryBatchOutcome {
 export const REFUSED_LISTED = 20;
 
 export interface DeliveryBatchResult extends DeliveryBatchOutcome {
-  /** Messages of this customer still waiting for this target after the batch, counted up to 1,000 (paced: 100,000). */
+  /** Messages of this customer still waiting for this target after the batch, counted up to 1,000 (a paced forward: all). */
   remaining: number;
   /** A paced delivery: the rate in force (after any slow-down), and when it goes on if the batch waits for a slot. */
   pace?: { ratePerMinute: number; pausedUntil: string | null };
@@ -147,7 +147,7 @@ export interface TargetDelivery {
 export interface DeliveryPace {
   /** The rate in force, after any slow-down a receiver asked for. */
   ratePerMinute: number;
-  /** Messages still to send there (a paced forward counts up to 100,000). */
+  /** Messages still to send there. */
   remaining: number;
   /** At the rate in force, from the next send. */
   estimatedFinishAt: string;

@@ -115,6 +115,13 @@ export const runbookSchema = z
           });
       });
     }
+    if (!rb.primary && rb.domains.length > 1)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['primary'],
+        message:
+          "a runbook with several domains names its primary hosts: found by DNS, they would be the first domain's MX for all",
+      });
     if (durationMs(rb.detection.confirmAfter) < durationMs(rb.detection.probeInterval))
       ctx.addIssue({
         code: 'custom',

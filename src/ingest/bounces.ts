@@ -96,10 +96,15 @@ export async function acceptBounce(
       const copy = await bouncedCopy(deps, address);
       // Checked at RCPT a moment ago; a change since (the address expired at midnight) gets the same answer now.
       if ('reason' in copy) throw copy;
-      const changed = report.failed
+      const customers = report.failed
         ? await recordBounce(deps.sql, copy.messageId, copy.targets, bounceResponse(report))
-        : 0;
-      log.info({ to: address, messageId: copy.messageId, status: report.status, result, changed }, 'bounce');
+        : [];
+      log.info(
+        { to: address, messageId: copy.messageId, status: report.status, result, customers },
+        'bounce',
+      );
+      // The message is held again for the customer's own server: the outage recounts (and shows it) at once.
+      for (const customerId of customers) deps.ring(customerId);
     }
   } catch (err) {
     if (isRefusal(err)) {

@@ -15,17 +15,20 @@ export async function ledgerTargetsOf(sql: Sql, messageId: string): Promise<stri
 
 /**
  * Marks the copies of a message delivered at these targets as failed, with what the bounce said. Rows already
- * failed keep their first reason, so a bounce sent twice changes nothing. Returns the rows changed.
+ * failed keep their first reason, so a bounce sent twice changes nothing. Returns the customers whose rows changed.
  */
 export async function recordBounce(
   sql: Sql,
   messageId: string,
   targets: string[],
   smtpResponse: string,
-): Promise<number> {
-  if (targets.length === 0) return 0;
-  const changed = await sql`
-    update delivery_ledger set outcome = 'failed', smtp_response = ${smtpResponse}, recorded_at = now()
-    where message_id = ${messageId} and target = any(${targets}::text[]) and outcome = 'delivered'`;
-  return changed.count;
+): Promise<string[]> {
+  if (targets.length === 0) return [];
+  const changed = await sql<{ customer_id: string }[]>`
+    update delivery_ledger d set outcome = 'failed', smtp_response = ${smtpResponse}, recorded_at = now()
+    from held_recipient r
+    where d.message_id = ${messageId} and d.target = any(${targets}::text[]) and d.outcome = 'delivered'
+      and r.message_id = d.message_id and r.recipient = d.recipient
+    returning r.customer_id`;
+  return [...new Set(changed.map((c) => c.customer_id))];
 }

@@ -38,14 +38,15 @@ export async function reserveSlot(
   destinations: readonly PaceDestination[],
   maxWaitMs: number,
 ): Promise<PaceSlot> {
-  const keys = destinations.map((d) => d.key);
+  // Sorted: rows are inserted and locked in one order, so two workers reserving the same destinations never deadlock.
+  const keys = destinations.map((d) => d.key).sort();
   const intervalOf = new Map(destinations.map((d) => [d.key, d.intervalMs * MARGIN]));
   return sql.begin(async (tx) => {
     await tx`insert into delivery_pace (destination) select unnest(${keys}::text[]) on conflict do nothing`;
-    // Rows are locked in one order, so two workers reserving the same destinations never deadlock.
+    // clock_timestamp(), not now(): the transaction may have waited for the lock, and the slot counts from here.
     const rows = await tx<PaceRow[]>`
       select destination,
-             greatest(0, extract(epoch from (greatest(next_at, coalesce(resume_at, now())) - now())) * 1000)::float8 as wait_ms,
+             greatest(0, extract(epoch from (greatest(next_at, coalesce(resume_at, clock_timestamp())) - clock_timestamp())) * 1000)::float8 as wait_ms,
              ${recoveredScale(tx)} as scale
       from delivery_pace where destination = any(${keys}) order by destination for update`;
     const waitMs = Math.max(...rows.map((r) => r.wait_ms));
@@ -55,7 +56,7 @@ export async function reserveSlot(
     for (const r of rows)
       await tx`
         update delivery_pace
-        set next_at = now() + ${waitMs + intervalOf.get(r.destination)! / r.scale} * interval '1 ms',
+        set next_at = clock_timestamp() + ${waitMs + intervalOf.get(r.destination)! / r.scale} * interval '1 ms',
             scale = ${r.scale}
         where destination = ${r.destination}`;
     return { at: Date.now() + waitMs, intervalMs };
@@ -64,19 +65,25 @@ export async function reserveSlot(
 
 /**
  * A receiver said "too fast" for this destination: halve its pace (not below SLOWDOWN_FLOOR) and send nothing
- * there for a minute per halving (1 min, 2 min, 4 min ... about an hour at the floor). Returns when it resumes.
+ * there for a while: 1 minute after the first halving, doubling with each (about half an hour at the floor).
+ * Several workers hearing the same refusal within 10 s halve it once. Returns when it resumes.
  */
 export async function slowDown(sql: Sql, destination: string): Promise<Date> {
   await sql`insert into delivery_pace (destination) values (${destination}) on conflict do nothing`;
   const [row] = await sql<{ resume_at: Date }[]>`
     with halved as (
       select greatest(${SLOWDOWN_FLOOR}, ${recoveredScale(sql)} / 2) as scale
-      from delivery_pace where destination = ${destination} for update)
+      from delivery_pace
+      where destination = ${destination} and (slowed_at is null or slowed_at < now() - interval '10 seconds')
+      for update)
     update delivery_pace p
-    set scale = h.scale, slowed_at = now(), resume_at = now() + interval '1 minute' / h.scale
+    set scale = h.scale, slowed_at = now(), resume_at = now() + interval '30 seconds' / h.scale
     from halved h where p.destination = ${destination}
     returning p.resume_at`;
-  return row!.resume_at;
+  if (row) return row.resume_at;
+  const [current] = await sql<{ resume_at: Date }[]>`
+    select resume_at from delivery_pace where destination = ${destination}`;
+  return current!.resume_at;
 }
 
 /** The scale in force: back to 1 an hour after the last slow-down. */

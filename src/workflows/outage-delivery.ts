@@ -37,14 +37,17 @@ const BATCH = 500;
 
 /**
  * Delivers everything held to `target`, batch by batch, until none is left (true) or the course changes or the
- * target stops taking mail (false). Each batch's outcome goes into the target's delivery state.
+ * target stops taking mail (false). Each batch's outcome goes into the target's delivery state. A forward or a
+ * redirect that has gone on for a probe interval returns 'probe-due': a paced backlog takes hours, and the primary
+ * is still probed on the runbook's interval, so that restore.mode auto notices it back.
  */
 export async function drain(
   run: OutageRun,
   target: DeliveryTarget,
   counter: keyof OutageCounts,
-): Promise<boolean> {
+): Promise<boolean | 'probe-due'> {
   const { runbook, s } = run;
+  const startedAt = Date.now();
   const state = deliveryStateOf(run, target);
   // A restore, and a redirect (a server of the customer's, maybe just set up), go at the runbook's rate.
   const ratePerSecond =
@@ -73,6 +76,8 @@ export async function drain(
     run.describe();
     if (done) return result.remaining === 0;
     await waitForPace(run, result);
+    const probeDue = target.kind !== 'primary' && Date.now() - startedAt >= run.probeEvery;
+    if (probeDue && patched('probe-during-long-drain')) return 'probe-due';
     await run.continueIfLong();
   }
 }

@@ -96,20 +96,23 @@ async function execute(run: OutageRun): Promise<OutageStatus> {
       const restored = await restore(run);
       if (restored === 'closed') return run.s;
       if (restored === 'new mail') continue;
-    } else await carryOut(run, instruction);
+    } else if ((await carryOut(run, instruction)) === 'probe-due') {
+      await probeForRestore(run);
+      continue;
+    }
     await run.continueIfLong();
     if (await waitForNews(run)) continue;
     await probeForRestore(run);
   }
 }
 
-/** Hold counts what is held; forward and redirect deliver it. */
-async function carryOut(run: OutageRun, instruction: Instruction) {
+/** Hold counts what is held; forward and redirect deliver it, and say when a probe is due in between. */
+async function carryOut(run: OutageRun, instruction: Instruction): Promise<'probe-due' | undefined> {
   run.markMailSeen();
   run.markCourseSeen();
   const target = targetOf(instruction);
-  if (target) await drain(run, target, counterFor(instruction));
-  else await run.recount();
+  if (!target) return void (await run.recount());
+  return (await drain(run, target, counterFor(instruction))) === 'probe-due' ? 'probe-due' : undefined;
 }
 
 /** Restore: the backlog to the primary, at the runbook's rate; closed once nothing is held. */
