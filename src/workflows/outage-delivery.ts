@@ -76,9 +76,9 @@ export async function drain(
     run.describe();
     if (done) return result.remaining === 0;
     await waitForPace(run, result);
+    await run.continueIfLong();
     const probeDue = target.kind !== 'primary' && Date.now() - startedAt >= run.probeEvery;
     if (probeDue && patched('probe-during-long-drain')) return 'probe-due';
-    await run.continueIfLong();
   }
 }
 
