@@ -6,12 +6,13 @@ import { createSql } from '../src/store/db';
 import { outageStart } from '../src/temporal';
 import { declareUpdate, instructUpdate, statusQuery } from '../src/workflows/messages';
 import { stripArcSet } from './helpers/arc-set';
-import { messageIdsOf } from './helpers/catcher';
+import { messageIdsOf, startCatcher } from './helpers/catcher';
 import {
   DKIM_DOMAIN,
   FORWARDING_DOMAIN,
   GMAIL_DOMAIN,
   NULL_MX_DOMAIN,
+  SENDER_MX_ADDRESS,
   SPF_PASS_DOMAIN,
   testDkimKey,
 } from './helpers/dns-zone';
@@ -157,6 +158,8 @@ async function bounceOfTheFirstCopy(
   messageId: string,
 ) {
   const ingest = await startIngest([runbook], { temporal: temporal.client });
+  // The original sender's MX, as DNS names it: whatever we did with a bounce would end up here.
+  const originalSender = await startCatcher({ host: SENDER_MX_ADDRESS, port: 25 });
   try {
     const heldBefore = await sql<{ n: number }[]>`select count(*)::int as n from held_message`;
     const r = await transaction(ingest.port, {
@@ -184,7 +187,10 @@ async function bounceOfTheFirstCopy(
     );
     const refused = await transaction(ingest.port, { from: '', to: [forged], data: 'x' });
     assert.match(refused.rcpts[0]!, /^550 5\.1\.1 /);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    assert.equal(originalSender.caught.length, 0, 'the original sender receives nothing');
   } finally {
+    await originalSender.close();
     await ingest.close();
   }
 }

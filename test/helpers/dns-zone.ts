@@ -36,7 +36,12 @@ export const DNS_PRIMARY_ADDRESS = '127.0.0.31';
 /** A customer whose DNS lists one of our own addresses at 10, below us at 20: any delivery there would loop. */
 export const LOOP_DOMAIN = 'loopy.example';
 
+/** The MX of DKIM_DOMAIN, the signing sender's domain: a test listens there to see that a bounce never reaches it. */
+export const SENDER_MX_ADDRESS = '127.0.0.40';
+
 const ROUTING_RECORDS: DnsRecord[] = [
+  { type: 'MX', name: DKIM_DOMAIN, host: `mx.${DKIM_DOMAIN}`, preference: 10 },
+  { type: 'A', name: `mx.${DKIM_DOMAIN}`, address: SENDER_MX_ADDRESS },
   { type: 'A', name: OUR_MX, address: OUR_ADDRESS },
   { type: 'TXT', name: FORWARDING_DOMAIN, value: 'v=spf1 ip4:127.0.0.0/8 -all' },
   { type: 'MX', name: GMAIL_DOMAIN, host: `mx.${GMAIL_DOMAIN}`, preference: 10 },
