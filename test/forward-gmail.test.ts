@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { type DKIMSignOptions, dkimSign } from 'mailauth';
+import { authenticate, type DKIMSignOptions, type DNSResolver, dkimSign } from 'mailauth';
 import type { OutageStatus, OutageWorkflow } from '../src/domain/outage';
+import { dnsLookupOf, mailResolver } from '../src/mail/dns';
 import { createSql } from '../src/store/db';
 import { outageStart } from '../src/temporal';
 import { declareUpdate, instructUpdate, statusQuery } from '../src/workflows/messages';
@@ -39,8 +40,31 @@ const MAILBOX = `office.backup@${GMAIL_DOMAIN}`;
 const MESSAGES = 500;
 const CAP_PER_SECOND = 5;
 
-/** Stored as ingest stores it: our Received header, then the sender's bytes, DKIM-signed as signed.example.com. */
+/**
+ * Stored as ingest stores it: our Received header, then the sender's bytes, DKIM-signed as signed.example.com.
+ * mailauth 4.13 signs about one message in a thousand with a signature it then fails itself ("bad signature", no
+ * forwarding involved): a message is signed again, with a new body, until its signature verifies as stored, so that
+ * what the Gmail stand-in finds is what our forwarding did to it.
+ */
 async function signedMessage(i: number, messageId: string): Promise<Buffer> {
+  for (let attempt = 1; ; attempt++) {
+    const stored = await signOnce(i, messageId, attempt);
+    const { dkim } = await authenticate(stored, { ...ORIGIN_SESSION, resolver: lookup as DNSResolver });
+    if (dkim.results.some((r) => r.status.result === 'pass')) return stored;
+    assert.ok(attempt < 5, `message ${i}: its DKIM signature never verified`);
+  }
+}
+
+const lookup = dnsLookupOf(mailResolver(testConfig().dns.servers));
+const ORIGIN_SESSION = {
+  ip: '127.0.0.1',
+  helo: `mail.${SPF_PASS_DOMAIN}`,
+  sender: `counsel@${DKIM_DOMAIN}`,
+  mta: 'mx.failover.test',
+  disableBimi: true,
+};
+
+async function signOnce(i: number, messageId: string, attempt: number): Promise<Buffer> {
   const message = Buffer.from(
     [
       `From: Counsel <counsel@${DKIM_DOMAIN}>`,
@@ -51,7 +75,7 @@ async function signedMessage(i: number, messageId: string): Promise<Buffer> {
       'MIME-Version: 1.0',
       'Content-Type: text/plain; charset=utf-8',
       '',
-      `Filing number ${i} is attached to the courier note.`,
+      `Filing number ${i} is attached to the courier note${attempt > 1 ? ` (copy ${attempt})` : ''}.`,
       '',
     ].join('\r\n'),
   );
@@ -130,13 +154,15 @@ test(`${MESSAGES} held messages forwarded to one Gmail mailbox capped at ${CAP_P
         'all, in order, once',
       );
 
+      const dkimFailed = gmail.kept.flatMap((copy, i) =>
+        copy.auth.dkim.some((d) => d.domain === DKIM_DOMAIN && d.result === 'pass')
+          ? []
+          : [{ i, ...copy.auth }],
+      );
+      assert.deepEqual(dkimFailed, [], "the sender's DKIM signature passes on every copy");
       for (const copy of gmail.kept) {
         assert.ok(copy.tls, 'STARTTLS, since it was offered');
         assert.deepEqual(copy.to, [MAILBOX]);
-        assert.ok(
-          copy.auth.dkim.some((d) => d.domain === DKIM_DOMAIN && d.result === 'pass'),
-          JSON.stringify(copy.auth),
-        );
         assert.equal(copy.auth.arc, 'pass', JSON.stringify(copy.auth));
         assert.equal(copy.auth.spf, 'pass');
         assert.equal(copy.auth.spfDomain, FORWARDING_DOMAIN);

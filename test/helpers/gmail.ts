@@ -18,7 +18,7 @@ const RATE_LIMITED =
   'To protect our users from spam, mail sent from your IP address has been temporarily rate limited.';
 
 export interface Verdicts {
-  dkim: { domain: string; result: string }[];
+  dkim: { domain: string; result: string; comment?: string }[];
   /** The ARC chain's status: 'none' without one. */
   arc: string;
   spf: string;
@@ -79,7 +79,11 @@ export async function startGmail(opts: GmailOptions = {}) {
       disableBimi: true,
     });
     return {
-      dkim: res.dkim.results.map((r) => ({ domain: r.signingDomain, result: r.status.result })),
+      dkim: res.dkim.results.map((r) => ({
+        domain: r.signingDomain,
+        result: r.status.result,
+        comment: (r.status as { comment?: string }).comment,
+      })),
       arc: res.arc ? res.arc.status.result : 'none',
       spf: res.spf ? res.spf.status.result : 'none',
       spfDomain: res.spf ? res.spf.domain : '',
