@@ -79,11 +79,11 @@ export async function startGmail(opts: GmailOptions = {}) {
       disableBimi: true,
     });
     return {
-      dkim: res.dkim.results.map((r) => ({
-        domain: r.signingDomain,
-        result: r.status.result,
-        comment: (r.status as { comment?: string }).comment,
-      })),
+      dkim: res.dkim.results.map((r) => {
+        // mailauth says why a signature failed ("bad signature", "body hash did not verify"); nothing when it passed.
+        const comment = (r.status as { comment?: string }).comment;
+        return { domain: r.signingDomain, result: r.status.result, ...(comment ? { comment } : {}) };
+      }),
       arc: res.arc ? res.arc.status.result : 'none',
       spf: res.spf ? res.spf.status.result : 'none',
       spfDomain: res.spf ? res.spf.domain : '',
