@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Temporal CLI (dev server + Web UI) and MinIO into .tools/bin with `go install`, and checks that
-# PostgreSQL's server binaries, rspamd and dnsmasq are present. Idempotent: with the right versions in place it takes well under a
+# PostgreSQL's server binaries, rspamd, dnsmasq and Dovecot are present. Idempotent: with the right versions in place it takes well under a
 # second. Built binaries are also kept in a per-machine cache (MXF_TOOLS_CACHE) so that a fresh clone on the same
 # machine, CI's included, copies them instead of spending minutes compiling.
 #
@@ -74,6 +74,11 @@ debian_packages_missing() {
   # systemd, installing the package starts it on 11333/11334; ours defaults to 11343/11344 beside it).
   command -v rspamd >/dev/null 2>&1 || missing+=(rspamd)
   [[ -x /usr/sbin/dnsmasq ]] || missing+=(dnsmasq-base)
+  # Temporary mailboxes (src/stack/dovecot.ts): IMAP, LMTP and submission, sign-ins from PostgreSQL. Only the
+  # binaries are used; our instance has its own configuration and ports, never the package's service.
+  [[ -x /usr/sbin/dovecot && -x /usr/lib/dovecot/imap && -x /usr/lib/dovecot/lmtp && -x /usr/lib/dovecot/submission &&
+    -e /usr/lib/dovecot/modules/auth/libdriver_pgsql.so ]] ||
+    missing+=(dovecot-imapd dovecot-lmtpd dovecot-submissiond dovecot-pgsql)
   if [[ -z "${DATABASE_URL:-}" ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 &&
     ! command -v initdb >/dev/null 2>&1; then
     missing+=(postgresql)

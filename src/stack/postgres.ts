@@ -103,7 +103,7 @@ export async function startPrivatePostgres(opts: {
  * `mktemp -d` folder (mode 0700) would stop it. Adding search permission (o+x, not read) to the ancestors that
  * lack it lets it through without exposing any listing.
  */
-function letOthersTraverse(dir: string): void {
+export function letOthersTraverse(dir: string): void {
   for (let d = dirname(dir); ; d = dirname(d)) {
     const mode = statSync(d).mode;
     if ((mode & 0o001) === 0) chmodSync(d, (mode & 0o7777) | 0o001);

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -194,4 +194,15 @@ export function restartable(first: ManagedProcess, start: () => Promise<ManagedP
       current = await start();
     },
   };
+}
+
+/** A system account's uid and gid (`id`), for a service we start as root but run as that account. */
+export function accountIds(name: string): { uid: number; gid: number } | undefined {
+  try {
+    const uid = Number(execFileSync('id', ['-u', name]).toString());
+    const gid = Number(execFileSync('id', ['-g', name]).toString());
+    return { uid, gid };
+  } catch {
+    return undefined;
+  }
 }

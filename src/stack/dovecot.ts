@@ -1,0 +1,147 @@
+import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import { letOthersTraverse } from './postgres';
+import { accountIds, type ManagedProcess, startedOrStopped, startProcess } from './process';
+
+// A private Dovecot (Debian's 2.3: imapd, lmtpd) for temporary mailboxes: its own configuration, mail folder, state
+// and ports under the data folder, never the system's /etc/dovecot or its service. Sign-ins come from our
+// PostgreSQL's mailbox table (migrations/005_mailbox.sql); mail arrives over LMTP. As root it runs its mail
+// processes as Debian's `dovecot` account, else as whoever starts it.
+
+export const DOVECOT = '/usr/sbin/dovecot';
+
+export interface DovecotOptions {
+  dir: string;
+  host?: string;
+  ports: { imap: number; lmtp: number };
+  /** postgres://user@host:port/db, as DATABASE_URL. */
+  databaseUrl: string;
+  tls: { cert: string; key: string };
+  logFile: string;
+  pidFile?: string;
+}
+
+/** Dovecot's pgsql connect string from a postgres:// URL. */
+export function pgsqlConnect(url: string): string {
+  const u = new URL(url);
+  const parts = [
+    `host=${u.hostname}`,
+    `port=${u.port || 5432}`,
+    `dbname=${decodeURIComponent(u.pathname.slice(1))}`,
+    `user=${decodeURIComponent(u.username || 'postgres')}`,
+    ...(u.password ? [`password=${decodeURIComponent(u.password)}`] : []),
+  ];
+  return parts.join(' ');
+}
+
+/** Who owns the mail files: Debian's dovecot account under root (Dovecot will not deliver as root), else us. */
+function mailAccount(): { user: string; login: string } {
+  if (process.getuid?.() === 0) return { user: 'dovecot', login: 'dovenull' };
+  const me = userInfo().username;
+  return { user: me, login: me };
+}
+
+export function dovecotConfig(opts: DovecotOptions): string {
+  const host = opts.host ?? '127.0.0.1';
+  const { user, login } = mailAccount();
+  return [
+    '# Written by src/stack/dovecot.ts at every start; edits are lost.',
+    `base_dir = ${join(opts.dir, 'run')}`,
+    `state_dir = ${join(opts.dir, 'state')}`,
+    `instance_name = mxf-dovecot-${opts.ports.imap}`,
+    'log_path = /dev/stderr',
+    `listen = ${host}`,
+    'protocols = imap lmtp',
+    `default_internal_user = ${user}`,
+    `default_login_user = ${login}`,
+    `mail_uid = ${user}`,
+    `mail_gid = ${user}`,
+    'first_valid_uid = 1',
+    `mail_location = maildir:${join(opts.dir, 'mail')}/%d/%n`,
+    'mail_privileged_group =',
+    // Passwords only over TLS (STARTTLS on the IMAP port); PLAIN, which every client speaks.
+    'ssl = required',
+    `ssl_cert = <${opts.tls.cert}`,
+    `ssl_key = <${opts.tls.key}`,
+    'ssl_dh = </usr/share/dovecot/dh.pem',
+    'disable_plaintext_auth = yes',
+    'auth_mechanisms = plain login',
+    // A mailbox that does not exist (or is closed) is refused at RCPT by LMTP: the passdb says so.
+    'passdb {',
+    '  driver = sql',
+    `  args = ${join(opts.dir, 'sql.conf.ext')}`,
+    '}',
+    'userdb {',
+    '  driver = static',
+    `  args = uid=${user} gid=${user} home=${join(opts.dir, 'mail')}/%d/%n`,
+    '}',
+    'namespace inbox {',
+    '  inbox = yes',
+    '  mailbox Sent {\n    special_use = \\Sent\n    auto = subscribe\n  }',
+    '  mailbox Junk {\n    special_use = \\Junk\n    auto = subscribe\n  }',
+    '}',
+    `service imap-login {\n  inet_listener imap {\n    port = ${opts.ports.imap}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`,
+    `service lmtp {\n  inet_listener lmtp {\n    address = ${host}\n    port = ${opts.ports.lmtp}\n  }\n  unix_listener lmtp {\n    mode = 0600\n  }\n}`,
+    'lmtp_rcpt_check_quota = no',
+    // Held mail goes into a mailbox as we hold it: no Received or Delivered-To of Dovecot's own above it.
+    'lmtp_add_received_header = no',
+    'lmtp_hdr_delivery_address = none',
+    '',
+  ].join('\n');
+}
+
+export function sqlConfig(databaseUrl: string): string {
+  return [
+    'driver = pgsql',
+    `connect = ${pgsqlConnect(databaseUrl)}`,
+    'default_pass_scheme = SSHA512',
+    "password_query = SELECT address AS user, password_hash AS password FROM mailbox WHERE address = lower('%u') AND sign_in_allowed",
+    '',
+  ].join('\n');
+}
+
+export async function startDovecot(opts: DovecotOptions): Promise<ManagedProcess> {
+  for (const sub of ['run', 'state', 'mail']) mkdirSync(join(opts.dir, sub), { recursive: true });
+  if (process.getuid?.() === 0) {
+    // The mail processes run as 'dovecot': they must reach the mail folder (even inside a 0700 `mktemp -d`) and own it.
+    const ids = accountIds('dovecot');
+    if (!ids)
+      throw new Error("running as root, and there is no 'dovecot' account: apt-get install dovecot-imapd");
+    letOthersTraverse(join(opts.dir, 'mail'));
+    chownSync(join(opts.dir, 'mail'), ids.uid, ids.gid);
+  }
+  const conf = join(opts.dir, 'dovecot.conf');
+  writeFileSync(conf, dovecotConfig(opts));
+  writeFileSync(join(opts.dir, 'sql.conf.ext'), sqlConfig(opts.databaseUrl), { mode: 0o600 });
+  // -F: stay in the foreground, so the stack owns the process and stops it.
+  const proc = startProcess('dovecot', DOVECOT, ['-F', '-c', conf], {
+    logFile: opts.logFile,
+    pidFile: opts.pidFile,
+  });
+  const host = opts.host ?? '127.0.0.1';
+  return startedOrStopped(
+    proc,
+    `Dovecot (IMAP ${host}:${opts.ports.imap}, LMTP ${opts.ports.lmtp})`,
+    () => imapGreets(host, opts.ports.imap),
+    {
+      logFile: opts.logFile,
+      timeoutMs: 15_000,
+    },
+  );
+}
+
+/** True when the IMAP port greets with `* OK`. */
+export function imapGreets(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('data', (d) => done(d.toString().startsWith('* OK')));
+  });
+}
