@@ -28,6 +28,7 @@ test('migrations are applied once; a second run is a no-op', async () => {
       'filter_health',
       'held_message',
       'held_recipient',
+      'mailbox',
       'quarantine_review',
       'schema_migration',
     ],
