@@ -491,7 +491,9 @@ async function main() {
   if (missing) throw new Error(missing);
   const only = process.argv.filter((a) => ['ingest', 'scoring', 'release', 'scale'].includes(a));
   const stack = await startBenchStack();
-  process.once('SIGINT', () => void stack.stop().then(() => process.exit(130)));
+  // Stopped by a signal (Ctrl-C, `kill`, a closed terminal): the private stack and Postfix go with it.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+    process.once(signal, () => void stack.stop().then(() => process.exit(130)));
   try {
     console.log(`bench: ${QUICK ? 'quick' : 'full'} run on ${machine()}`);
     if (!only.length || only.includes('ingest')) await benchIngest(stack);
