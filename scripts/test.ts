@@ -3,7 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { freePortPair, type LaunchedStack, launchStack, type StackOptions } from '../src/stack';
+import {
+  freeMailboxPorts,
+  freePortPair,
+  type LaunchedStack,
+  launchStack,
+  type StackOptions,
+} from '../src/stack';
 import { makeTestZone, ourIdentityEnv } from '../test/helpers/dns-zone';
 import { freePort } from '../test/helpers/ports';
 
@@ -29,7 +35,12 @@ function testFiles(args: string[]): string[] {
  * are always the run's own, whatever the shell exports: the tests' verdicts rest on the records this run serves
  * (test/helpers/dns-zone.ts), which no other resolver or rspamd has.
  */
-function stackOptions(tmp: string, ports: number[], rspamdPort: number): StackOptions {
+function stackOptions(
+  tmp: string,
+  ports: number[],
+  rspamdPort: number,
+  mailboxPorts: Record<string, string>,
+): StackOptions {
   const [pgPort, temporalPort, minioPort, consolePort, dnsPort] = ports as [
     number,
     number,
@@ -43,6 +54,7 @@ function stackOptions(tmp: string, ports: number[], rspamdPort: number): StackOp
     dir: tmp,
     env: {
       ...inherited,
+      ...mailboxPorts,
       TEST_DKIM_KEY_FILE: zone.dkimKeyFile,
       // Stand-in mailboxes take any pace; a test of pacing sets the rate on its forward instruction.
       MXF_FORWARD_RATE: '100000/s',
@@ -83,7 +95,7 @@ async function main(): Promise<number> {
     const started = Date.now();
     const ports = await Promise.all(Array.from({ length: 5 }, freePort));
     // rspamd's controller takes the port after its worker's.
-    launched = launchStack(stackOptions(tmp, ports, await freePortPair()));
+    launched = launchStack(stackOptions(tmp, ports, await freePortPair(), await freeMailboxPorts()));
     const { env } = await launched.started;
     console.log(`[test] stack up in ${((Date.now() - started) / 1000).toFixed(1)} s (${tmp})`);
 

@@ -79,6 +79,8 @@ debian_packages_missing() {
   [[ -x /usr/sbin/dovecot && -x /usr/lib/dovecot/imap && -x /usr/lib/dovecot/lmtp && -x /usr/lib/dovecot/submission &&
     -e /usr/lib/dovecot/modules/auth/libdriver_pgsql.so ]] ||
     missing+=(dovecot-imapd dovecot-lmtpd dovecot-submissiond dovecot-pgsql)
+  # The web inbox's browser test drives Debian's Chromium through playwright-core (never a downloaded browser).
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   if [[ -z "${DATABASE_URL:-}" ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 &&
     ! command -v initdb >/dev/null 2>&1; then
     missing+=(postgresql)

@@ -149,6 +149,24 @@ export const envSchema = z
     MXF_DNS_PORT: port(5354),
     MXF_WORKER_METRICS_PORT: port(9466),
 
+    // Temporary mailboxes (README "Temporary mailboxes"): our Dovecot's ports, the submission relay Dovecot hands
+    // sent mail to, and the web inbox. MXF_MAILBOX_HOST is the name people type into their mail app.
+    MXF_MAILBOX_HOST: host.optional(),
+    MXF_DOVECOT_HOST: host.default('127.0.0.1'),
+    MXF_IMAP_PORT: port(1143),
+    MXF_LMTP_PORT: port(2424),
+    MXF_SUBMISSION_PORT: port(1587),
+    MXF_SUBMISSION_RELAY_PORT: port(10587),
+    MXF_DOVECOT_MASTER_SECRET: z.string().min(16, 'expected at least 16 characters').optional(),
+    MXF_WEBMAIL_HOST: host.default('127.0.0.1'),
+    MXF_WEBMAIL_PORT: port(8025),
+    MXF_WEBMAIL_URL: z
+      .url({
+        protocol: /^https?$/,
+        error: 'expected the web inbox URL people open, e.g. https://mail.failover.example.net',
+      })
+      .optional(),
+
     MXF_SHUTDOWN_GRACE_MS: positiveInt(10_000, 'milliseconds'),
   })
   .refine((env) => (env.MXF_TLS_CERT === undefined) === (env.MXF_TLS_KEY === undefined), {
@@ -231,6 +249,7 @@ function toConfig(env: z.output<typeof envSchema>) {
       port: env.MXF_DNS_PORT,
     },
     worker: { metricsPort: env.MXF_WORKER_METRICS_PORT },
+    mailbox: mailboxOf(env),
     shutdownGraceMs: env.MXF_SHUTDOWN_GRACE_MS,
   };
 }
@@ -267,6 +286,23 @@ function outboundOf(env: z.output<typeof envSchema>) {
     returnPath: { domain, secret: env.MXF_RETURN_PATH_SECRET },
     dkim: { domain, selector: env.MXF_DKIM_SELECTOR, keyFile: env.MXF_DKIM_KEY_FILE },
     pace: { mailbox: env.MXF_FORWARD_RATE, domain: env.MXF_DOMAIN_RATE },
+  };
+}
+
+/** Our Dovecot, the relay that takes what its users send, and the web inbox. */
+function mailboxOf(env: z.output<typeof envSchema>) {
+  const webUrl = env.MXF_WEBMAIL_URL ?? `http://${env.MXF_WEBMAIL_HOST}:${env.MXF_WEBMAIL_PORT}`;
+  return {
+    /** What people are told to connect to; the listening address is `host`. */
+    publicHost: env.MXF_MAILBOX_HOST ?? env.MXF_HOSTNAME,
+    host: env.MXF_DOVECOT_HOST,
+    imapPort: env.MXF_IMAP_PORT,
+    lmtpPort: env.MXF_LMTP_PORT,
+    submissionPort: env.MXF_SUBMISSION_PORT,
+    relayPort: env.MXF_SUBMISSION_RELAY_PORT,
+    /** Our services sign in to any mailbox as `<address>*mxf-master` with it; else keys/dovecot-master.secret. */
+    masterSecret: env.MXF_DOVECOT_MASTER_SECRET,
+    web: { host: env.MXF_WEBMAIL_HOST, port: env.MXF_WEBMAIL_PORT, url: webUrl.replace(/\/+$/, '') },
   };
 }
 

@@ -29,8 +29,10 @@ test('migrations are applied once; a second run is a no-op', async () => {
       'held_message',
       'held_recipient',
       'mailbox',
+      'mailbox_sign_in_link',
       'quarantine_review',
       'schema_migration',
+      'submission',
     ],
   );
 });

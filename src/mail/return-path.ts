@@ -1,6 +1,5 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { keptSecret } from '../store/secrets';
 import type { Config } from '../config';
 
 // The envelope sender of a forwarded copy (DESIGN invariant 9), built and read here and nowhere else:
@@ -86,45 +85,11 @@ export function parseReturnPath(key: ReturnPathKey, address: string, now = new D
   return { ok: true, messageId: messageId!, targetHash: targetHash! };
 }
 
-const secrets = new Map<string, string>();
-
 /**
  * The signing secret: MXF_RETURN_PATH_SECRET, else one made on first use and kept under the data folder, so that
- * addresses handed out before a restart still verify after it. Read once per process.
+ * addresses handed out before a restart still verify after it (deleting it makes recent forwards' return
+ * addresses unverifiable).
  */
 export function returnPathSecret(config: Pick<Config, 'outbound' | 'dataDir'>): string {
-  const configured = config.outbound.returnPath.secret;
-  if (configured) return configured;
-  const file = join(config.dataDir, 'keys', 'return-path.secret');
-  let secret = secrets.get(file);
-  if (secret === undefined) {
-    secret = readOrCreateSecret(file);
-    secrets.set(file, secret);
-  }
-  return secret;
-}
-
-/**
- * The ingest and the worker start together and both may get here first. The secret is written whole to a file of
- * this process's own, then linked to its name: link fails with EEXIST if the other got there first, and a reader
- * never sees a half-written file (as it could after an exclusive open of the name itself).
- */
-function readOrCreateSecret(file: string): string {
-  mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
-  const mine = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
-  writeFileSync(mine, `${randomBytes(32).toString('hex')}\n`, { flag: 'wx', mode: 0o600 });
-  try {
-    linkSync(mine, file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    unlinkSync(mine);
-  }
-  const secret = readFileSync(file, 'utf8').trim();
-  if (!/^[0-9a-f]{64}$/.test(secret))
-    throw new Error(
-      `${file} does not hold a return-path secret (64 hex digits). Restore it from a backup, or set ` +
-        'MXF_RETURN_PATH_SECRET; deleting it makes the return addresses of recent forwards unverifiable.',
-    );
-  return secret;
+  return config.outbound.returnPath.secret ?? keptSecret(config.dataDir, 'return-path.secret');
 }

@@ -2,6 +2,8 @@ import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { MASTER_SEPARATOR, MASTER_USER } from '../mailbox/imap';
+import { hashMailboxPassword } from '../mailbox/password';
 import { letOthersTraverse } from './postgres';
 import { accountIds, type ManagedProcess, startedOrStopped, startProcess } from './process';
 
@@ -15,7 +17,11 @@ export const DOVECOT = '/usr/sbin/dovecot';
 export interface DovecotOptions {
   dir: string;
   host?: string;
-  ports: { imap: number; lmtp: number };
+  ports: { imap: number; lmtp: number; submission?: number };
+  /** Where Dovecot's submission hands what people send (src/mailbox/relay.ts); no submission without it. */
+  relay?: { host: string; port: number };
+  /** The master user's password (src/mailbox/imap.ts): our services sign in to any mailbox with it. */
+  masterSecret?: string;
   /** postgres://user@host:port/db, as DATABASE_URL. */
   databaseUrl: string;
   tls: { cert: string; key: string };
@@ -53,7 +59,7 @@ export function dovecotConfig(opts: DovecotOptions): string {
     `instance_name = mxf-dovecot-${opts.ports.imap}`,
     'log_path = /dev/stderr',
     `listen = ${host}`,
-    'protocols = imap lmtp',
+    `protocols = imap lmtp${opts.relay && opts.ports.submission ? ' submission' : ''}`,
     `default_internal_user = ${user}`,
     `default_login_user = ${login}`,
     `mail_uid = ${user}`,
@@ -68,6 +74,19 @@ export function dovecotConfig(opts: DovecotOptions): string {
     'ssl_dh = </usr/share/dovecot/dh.pem',
     'disable_plaintext_auth = yes',
     'auth_mechanisms = plain login',
+    // Our services sign in to any mailbox as `<address>*mxf-master` (src/mailbox/imap.ts); then the sql passdb
+    // below is still asked whether the mailbox exists (result_success = continue).
+    ...(opts.masterSecret
+      ? [
+          `auth_master_user_separator = ${MASTER_SEPARATOR}`,
+          'passdb {',
+          '  driver = passwd-file',
+          '  master = yes',
+          `  args = ${join(opts.dir, 'master-users')}`,
+          '  result_success = continue',
+          '}',
+        ]
+      : []),
     // A mailbox that does not exist (or is closed) is refused at RCPT by LMTP: the passdb says so.
     'passdb {',
     '  driver = sql',
@@ -84,6 +103,7 @@ export function dovecotConfig(opts: DovecotOptions): string {
     '}',
     `service imap-login {\n  inet_listener imap {\n    port = ${opts.ports.imap}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`,
     `service lmtp {\n  inet_listener lmtp {\n    address = ${host}\n    port = ${opts.ports.lmtp}\n  }\n  unix_listener lmtp {\n    mode = 0600\n  }\n}`,
+    ...submissionConfig(opts, host),
     'lmtp_rcpt_check_quota = no',
     // Held mail goes into a mailbox as we hold it: no Received or Delivered-To of Dovecot's own above it.
     'lmtp_add_received_header = no',
@@ -97,9 +117,25 @@ export function sqlConfig(databaseUrl: string): string {
     'driver = pgsql',
     `connect = ${pgsqlConnect(databaseUrl)}`,
     'default_pass_scheme = SSHA512',
-    "password_query = SELECT address AS user, password_hash AS password FROM mailbox WHERE address = lower('%u') AND sign_in_allowed",
+    // A closed mailbox refuses its user (and LMTP), but not our master user: retention still has to empty it.
+    "password_query = SELECT address AS user, password_hash AS password FROM mailbox WHERE address = lower('%u') AND deleted_at IS NULL AND (sign_in_allowed OR '%{master_user}' <> '')",
     '',
   ].join('\n');
+}
+
+/**
+ * Submission (RFC 6409) on its own port, STARTTLS and AUTH required: Dovecot checks the password and hands the
+ * message, with the signed-in address (XCLIENT LOGIN), to our relay, which sends it only from that address.
+ */
+function submissionConfig(opts: DovecotOptions, host: string): string[] {
+  if (!opts.relay || !opts.ports.submission) return [];
+  return [
+    `service submission-login {\n  inet_listener submission {\n    address = ${host}\n    port = ${opts.ports.submission}\n  }\n}`,
+    `submission_relay_host = ${opts.relay.host}`,
+    `submission_relay_port = ${opts.relay.port}`,
+    'submission_relay_trusted = yes',
+    'submission_relay_ssl = no',
+  ];
 }
 
 export async function startDovecot(opts: DovecotOptions): Promise<ManagedProcess> {
@@ -115,6 +151,14 @@ export async function startDovecot(opts: DovecotOptions): Promise<ManagedProcess
   const conf = join(opts.dir, 'dovecot.conf');
   writeFileSync(conf, dovecotConfig(opts));
   writeFileSync(join(opts.dir, 'sql.conf.ext'), sqlConfig(opts.databaseUrl), { mode: 0o600 });
+  if (opts.masterSecret)
+    writeFileSync(
+      join(opts.dir, 'master-users'),
+      `${MASTER_USER}:${hashMailboxPassword(opts.masterSecret)}\n`,
+      {
+        mode: 0o600,
+      },
+    );
   // -F: stay in the foreground, so the stack owns the process and stops it.
   const proc = startProcess('dovecot', DOVECOT, ['-F', '-c', conf], {
     logFile: opts.logFile,
@@ -123,7 +167,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<ManagedProcess
   const host = opts.host ?? '127.0.0.1';
   return startedOrStopped(
     proc,
-    `Dovecot (IMAP ${host}:${opts.ports.imap}, LMTP ${opts.ports.lmtp})`,
+    `Dovecot (IMAP ${host}:${opts.ports.imap}, LMTP ${opts.ports.lmtp}${opts.ports.submission ? `, submission ${opts.ports.submission}` : ''})`,
     () => imapGreets(host, opts.ports.imap),
     {
       logFile: opts.logFile,

@@ -6,6 +6,7 @@ import { createSql } from '../store/db';
 import { migrate } from '../store/migrate';
 import { createObjectStore, ensureBucket } from '../store/objects';
 import { type DnsRecord, startDnsServer } from './dns';
+import { startMailServer } from './mail-server';
 import { startMinio } from './minio';
 import { ensureDatabase, startPrivatePostgres } from './postgres';
 import { type Component, restartable, startProcess, startTogether } from './process';
@@ -14,7 +15,7 @@ import { startTemporalDevServer } from './temporal';
 
 export type { DnsRecord } from './dns';
 
-// The one way to bring up what the service stands on (PostgreSQL, Temporal, MinIO, rspamd and a DNS server) and
+// The one way to bring up what the service stands on (PostgreSQL, Temporal, MinIO, rspamd, Dovecot and a DNS server) and
 // the service processes on top of it: `npm run dev`, `npm test`, `npm run bench` and `npm run test:faults` differ
 // only in options.
 
@@ -86,10 +87,12 @@ export interface Stack {
   rspamd?: Component;
   /** Absent when env.MXF_DNS_SERVERS names the resolvers. */
   dns?: Component;
+  /** Dovecot for temporary mailboxes (IMAP, LMTP, submission). */
+  dovecot: Component;
   /** Starts src/<entry> under tsx with the stack's environment; stop() stops it before the storage below it. */
   startService(name: string, entry: string, opts?: { nodeArgs?: string[] }): Component;
   /**
-   * Services first, then Temporal, MinIO, rspamd and DNS, then PostgreSQL: nothing loses its storage while it
+   * Services first, then Temporal, MinIO, Dovecot, rspamd and DNS, then PostgreSQL: nothing loses its storage while it
    * still runs.
    */
   stop(): Promise<void>;
@@ -130,11 +133,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const dns = dnsPort === undefined ? undefined : await startDns(opts, dnsPort, logs);
     if (dns) tiers.middle.push(dns);
     checkpoint();
-    const [temporal, minio, rspamd] = (await startTogether<Component[]>(tiers.middle, [
+    const [temporal, minio, dovecot, rspamd] = (await startTogether<Component[]>(tiers.middle, [
       startTemporal(opts, config, logs),
       startObjectStore(opts, config, logs),
+      startMailServer(opts.dir, config, logs, opts.pidFiles),
       ...(rspamdPort === undefined ? [] : [startFilter(opts, config, rspamdPort, logs)]),
-    ])) as [Component, Component, Component?];
+    ])) as [Component, Component, Component, Component?];
     checkpoint();
     const bucketCreated = await ensureBucket(createObjectStore(config), config);
     return {
@@ -148,6 +152,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       minio,
       rspamd,
       dns,
+      dovecot,
       startService(name, entry, o) {
         const service = startService(opts, { env, config, logs }, name, entry, o?.nodeArgs);
         tiers.services.push(service);
@@ -263,6 +268,19 @@ async function startFilter(
       logFile: join(logs, 'rspamd.log'),
     });
   return restartable(await start(), start);
+}
+
+/** Free ports for Dovecot, the submission relay and the web inbox: for runs beside a running `npm run dev`. */
+export async function freeMailboxPorts(): Promise<Record<string, string>> {
+  const names = [
+    'MXF_IMAP_PORT',
+    'MXF_LMTP_PORT',
+    'MXF_SUBMISSION_PORT',
+    'MXF_SUBMISSION_RELAY_PORT',
+    'MXF_WEBMAIL_PORT',
+  ];
+  const ports = await Promise.all(names.map(() => freePort()));
+  return Object.fromEntries(names.map((n, i) => [n, String(ports[i])]));
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
