@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import { createToken } from '../src/api/auth';
 import type { Config } from '../src/config';
-import { freeMailboxPorts, type Stack, startStack } from '../src/stack';
+import { mailboxEnv, type Stack, startStack } from '../src/stack';
 import { httpOk, type ManagedProcess, startProcess, tcpOpen, waitFor } from '../src/stack/process';
 import { createSql, type Sql } from '../src/store/db';
 import { freePort } from '../test/helpers/ports';
@@ -93,7 +93,7 @@ async function startOurs(tmp: string, ports: Ports): Promise<{ stack: Stack; pro
       MXF_MONITOR: 'off',
       MXF_LOG_LEVEL: 'warn',
       MXF_HOSTNAME: 'mx.failover.bench',
-      ...(await freeMailboxPorts()),
+      ...(await mailboxEnv()),
     },
     postgres: { port: ports.postgres, database: 'bench' },
     temporal: { port: ports.temporal },

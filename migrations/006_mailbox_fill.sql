@@ -27,14 +27,22 @@ create table mailbox_sign_in_link (
 );
 
 -- Mail written in a temporary mailbox (submission, web inbox). The message itself is a held_message (body in
--- MinIO) held for the sender's own address, so a restore delivers the sender a copy on their own server; this row
--- is its delivery to the people it was written to, which the submission workflow carries out.
+-- MinIO) held for the sender's own address, so a restore delivers the sender a copy on their own server, and for
+-- any colleague in the customer's domains, whose temporary mailbox it fills like mail from outside. Its delivery to
+-- everyone else is here, one row per recipient, carried out by the submission workflow (src/workflows/submission.ts).
 create table submission (
   message_id  bigint      primary key references held_message (id),
   mailbox     text        not null references mailbox (address),
   customer_id text        not null,
-  recipients  text[]      not null,
-  created_at  timestamptz not null default now(),
-  finished_at timestamptz                            -- every recipient delivered or refused for good
+  created_at  timestamptz not null default now()
 );
 create index submission_mailbox on submission (mailbox, created_at);
+
+create table submission_recipient (
+  message_id    bigint      not null references submission (message_id),
+  recipient     text        not null,
+  outcome       text        check (outcome in ('delivered', 'failed')), -- null: not yet
+  smtp_response text,
+  recorded_at   timestamptz,
+  primary key (message_id, recipient)
+);

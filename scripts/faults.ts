@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freeMailboxPorts, type LaunchedStack, launchStack, type StackOptions } from '../src/stack';
+import { mailboxEnv, type LaunchedStack, launchStack, type StackOptions } from '../src/stack';
 import { type Component, tcpOpen, waitFor } from '../src/stack/process';
 import { createSql, type Sql } from '../src/store/db';
 import { freePort } from '../test/helpers/ports';
@@ -64,7 +64,7 @@ async function faultsStackOptions(
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
-      ...(await freeMailboxPorts()),
+      ...(await mailboxEnv()),
       MXF_RUNBOOKS: writeRunbook(join(tmp, 'runbooks'), primaryPort!),
       MXF_SMTP_PORT: String(smtpPort),
       MXF_INGEST_METRICS_PORT: String(metricsPort),

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import {
-  freeMailboxPorts,
+  mailboxEnv,
   freePortPair,
   type LaunchedStack,
   launchStack,
@@ -95,7 +95,7 @@ async function main(): Promise<number> {
     const started = Date.now();
     const ports = await Promise.all(Array.from({ length: 5 }, freePort));
     // rspamd's controller takes the port after its worker's.
-    launched = launchStack(stackOptions(tmp, ports, await freePortPair(), await freeMailboxPorts()));
+    launched = launchStack(stackOptions(tmp, ports, await freePortPair(), await mailboxEnv()));
     const { env } = await launched.started;
     console.log(`[test] stack up in ${((Date.now() - started) / 1000).toFixed(1)} s (${tmp})`);
 

@@ -130,7 +130,7 @@ async function main() {
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
-    say('stopping: service processes first, then Temporal, MinIO, rspamd and DNS, then PostgreSQL');
+    say('stopping: service processes first, then Temporal, MinIO, Dovecot, rspamd and DNS, then PostgreSQL');
     await launched?.stop();
     say('stopped');
     process.exit(code);
@@ -150,6 +150,7 @@ async function main() {
       stack.startService('worker', 'worker.ts'),
       stack.startService('ingest', 'ingest/main.ts'),
       stack.startService('api', 'api/main.ts'),
+      stack.startService('mailbox', 'mailbox/main.ts'),
     ];
     for (const p of services) {
       void p.exited.then((code) => {

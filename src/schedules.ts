@@ -48,3 +48,31 @@ export async function ensureMonitorSchedules(
     }
   }
 }
+
+export const RETENTION_SCHEDULE_ID = 'mailbox-retention';
+
+/** One schedule for every customer: the hourly sweep of temporary mailboxes past their retention. */
+export async function ensureRetentionSchedule(client: Client, config: Config, log: Logger) {
+  const action = {
+    type: 'startWorkflow' as const,
+    workflowType: 'mailboxRetentionWorkflow',
+    args: [],
+    taskQueue: config.temporal.taskQueue,
+    workflowId: RETENTION_SCHEDULE_ID,
+  };
+  const spec = { intervals: [{ every: '1h' as const }] };
+  try {
+    await client.schedule
+      .getHandle(RETENTION_SCHEDULE_ID)
+      .update((previous) => ({ ...previous, spec, action }));
+  } catch (err) {
+    if (!(err instanceof ScheduleNotFoundError)) throw err;
+    await client.schedule.create({
+      scheduleId: RETENTION_SCHEDULE_ID,
+      spec,
+      action,
+      policies: { overlap: ScheduleOverlapPolicy.SKIP },
+    });
+    log.info({ scheduleId: RETENTION_SCHEDULE_ID }, 'mailbox retention schedule created');
+  }
+}

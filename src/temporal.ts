@@ -67,3 +67,13 @@ export function outageStart(taskQueue: string, runbook: Runbook) {
     staticSummary: `Outage: ${runbook.name} (${runbook.domains.join(', ')})`,
   };
 }
+
+/** The delivery of mail written in a temporary mailbox to its outside recipients (src/workflows/submission.ts). */
+export async function startSubmission(client: Client, taskQueue: string, messageId: string) {
+  await client.workflow.start('submissionWorkflow', {
+    workflowId: `submission:${messageId}`,
+    taskQueue,
+    args: [{ messageId }],
+    staticSummary: `Mail sent from a temporary mailbox (held message ${messageId})`,
+  });
+}

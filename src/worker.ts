@@ -11,7 +11,7 @@ import { loadConfigOrExit } from './config';
 import { createLogger } from './log';
 import { serveMetrics } from './metrics-server';
 import { loadRunbooksOrExit } from './runbooks/load';
-import { ensureMonitorSchedules } from './schedules';
+import { ensureMonitorSchedules, ensureRetentionSchedule } from './schedules';
 import { createScorerMetrics } from './scorer/metrics';
 import { Scorer } from './scorer/scorer';
 import { createSql } from './store/db';
@@ -51,6 +51,7 @@ async function main() {
   const scorer = new Scorer({ sql, objects, config, log, client, runbooks, metrics });
   scorer.start();
   const metricsServer = serveMetrics(metrics.registry, config.worker.metricsPort, config.api.host, log);
+  await ensureRetentionSchedule(client, config, log);
   if (config.monitor) await ensureMonitorSchedules(client, config, runbooks, log);
   else log.info('active monitoring is off (MXF_MONITOR=off): outages start only when mail arrives');
   log.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker started');

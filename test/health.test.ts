@@ -37,7 +37,13 @@ test('GET /healthz is 200 with every component up', async () => {
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json();
   assert.equal(body.status, 'up');
-  assert.deepEqual(Object.keys(body.components).sort(), ['minio', 'postgres', 'rspamd', 'temporal']);
+  assert.deepEqual(Object.keys(body.components).sort(), [
+    'dovecot',
+    'minio',
+    'postgres',
+    'rspamd',
+    'temporal',
+  ]);
   for (const c of Object.values(body.components) as { status: string }[]) assert.equal(c.status, 'up');
 });
 
@@ -75,6 +81,24 @@ test('GET /healthz is 503 naming rspamd when only rspamd does not answer', async
     ['rspamd'],
   );
   assert.match(components.rspamd.error, new RegExp(`127\\.0\\.0\\.1:${nobody}/ping: ECONNREFUSED`));
+});
+
+test('GET /healthz is 503 naming Dovecot when the temporary mailboxes cannot be reached', async () => {
+  const nobody = await freePort();
+  const res = await (await api(testConfig({ MXF_IMAP_PORT: String(nobody) }))).inject({
+    method: 'GET',
+    url: '/healthz',
+  });
+  assert.equal(res.statusCode, 503, res.body);
+  const { components } = res.json();
+  const down = Object.entries(components as Record<string, { status: string }>).filter(
+    ([, c]) => c.status === 'down',
+  );
+  assert.deepEqual(
+    down.map(([name]) => name),
+    ['dovecot'],
+  );
+  assert.match(components.dovecot.error, new RegExp(`IMAP 127\\.0\\.0\\.1:${nobody} does not greet`));
 });
 
 test('GET /healthz reports rspamd down when /ping does not answer "pong"', async () => {

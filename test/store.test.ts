@@ -33,6 +33,7 @@ test('migrations are applied once; a second run is a no-op', async () => {
       'quarantine_review',
       'schema_migration',
       'submission',
+      'submission_recipient',
     ],
   );
 });

@@ -16,6 +16,7 @@ import type { Sql } from '../store/db';
 import { countHeldMessages, deliverable, heldRecipient, quarantinedMessage } from '../store/held';
 import type { ObjectStore } from '../store/objects';
 import { BatchBodies, type StoredBody } from './body-reader';
+import { fillMailboxes } from './mailbox-fill';
 import { Outbound } from './outbound';
 import { RouteUnusable } from './route';
 import {
@@ -32,7 +33,7 @@ import {
 // and not tried there again. A 4xx or a network error stops the batch with what it did so far in the failure's
 // details; the workflow shows the error and schedules the next try, so the activity itself does not retry it.
 
-interface PendingMessage extends StoredBody {
+export interface PendingMessage extends StoredBody {
   id: string;
   envelope_from: string;
   recipients: string[];
@@ -43,7 +44,7 @@ interface PendingMessage extends StoredBody {
   helo: string;
 }
 
-const nextBatch = (sql: Sql, customerId: string, key: string, gate: SpamGate, limit: number) => sql<
+export const nextBatch = (sql: Sql, customerId: string, key: string, gate: SpamGate, limit: number) => sql<
   PendingMessage[]
 >`
   select m.id, m.object_key, m.body_offset, m.size_bytes, m.envelope_from,
@@ -55,7 +56,13 @@ const nextBatch = (sql: Sql, customerId: string, key: string, gate: SpamGate, li
   order by m.id
   limit ${limit}`;
 
-async function record(sql: Sql, messageId: string, replies: RecipientReply[], key: string, outcome: string) {
+export async function record(
+  sql: Sql,
+  messageId: string,
+  replies: RecipientReply[],
+  key: string,
+  outcome: string,
+) {
   if (replies.length === 0) return;
   const rows = replies.map(({ recipient, reply }) => ({
     message_id: messageId,
@@ -81,13 +88,13 @@ async function record(sql: Sql, messageId: string, replies: RecipientReply[], ke
 const LEDGER_RETRY_MS = 500;
 const LEDGER_PATIENCE_MS = 2 * 60_000;
 
-const HEARTBEAT_EVERY_MS = 5_000;
+export const HEARTBEAT_EVERY_MS = 5_000;
 const BATCH_TIME_MS = 10 * 60_000;
 /** A paced forward reports back this often, so the status's sent / remaining / finish stay current. */
 const PACED_BATCH_TIME_MS = 30_000;
 
 /** What a batch has done so far; reported whether it ends normally or stops on a temporary error. */
-class BatchTally implements DeliveryBatchOutcome {
+export class BatchTally implements DeliveryBatchOutcome {
   delivered = 0;
   failed = 0;
   refused: DeliveryBatchOutcome['refused'] = [];
@@ -185,7 +192,7 @@ function errorOf(err: unknown): DeliveryError {
  * The batch stopped: the workflow gets the error and what was done before it, and decides when to try again (not
  * before `retryAt` when the receiver asked us to slow down).
  */
-function stopped(err: unknown, tally: BatchTally, retryAt?: Date): ApplicationFailure {
+export function stopped(err: unknown, tally: BatchTally, retryAt?: Date): ApplicationFailure {
   const error = errorOf(err);
   const details: DeliveryStopped = {
     ...tally.outcome(),
@@ -207,7 +214,7 @@ export const spamPolicyOf = (runbook: Runbook) => spamPolicySchema.parse(runbook
  * Quarantined mail reaches only the customer's own servers (the gate keeps it from anywhere else), and then with
  * X-Spam-* headers for their filter; everything else goes byte for byte as we accepted it.
  */
-function tagged(message: PendingMessage, raw: Buffer, threshold: number): Buffer {
+export function tagged(message: PendingMessage, raw: Buffer, threshold: number): Buffer {
   if (!message.quarantined || message.spam_score === null) return raw;
   const headers = spamHeaders({ score: message.spam_score, symbols: message.spam_symbols }, threshold);
   return Buffer.concat([Buffer.from(headers), raw]);
@@ -215,13 +222,21 @@ function tagged(message: PendingMessage, raw: Buffer, threshold: number): Buffer
 
 export interface DeliverBatchInput {
   runbook: Runbook;
+  /** The outage's id: temporary mailboxes are provisioned for it. */
+  outageId?: string;
   target: DeliveryTarget;
   limit: number;
   /** Messages per second, for restores to a server that is just coming back. */
   ratePerSecond?: number;
 }
 
-export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore; config: Config }) {
+export interface DeliveryDeps {
+  sql: Sql;
+  objects: ObjectStore;
+  config: Config;
+}
+
+export function createDeliveryActivities(deps: DeliveryDeps) {
   const { sql, objects, config } = deps;
 
   /** Sends the batch message by message, recording each outcome; throws TargetDeferred when the target stops. */
@@ -279,6 +294,7 @@ export function createDeliveryActivities(deps: { sql: Sql; objects: ObjectStore;
 
   return {
     async deliverBatch(input: DeliverBatchInput): Promise<DeliveryBatchResult> {
+      if (input.target.kind === 'mailboxes') return fillMailboxes(deps, input);
       const key = targetKey(input.target, input.runbook);
       const gate = spamGateFor(input.target, spamPolicyOf(input.runbook));
       const tally = new BatchTally();

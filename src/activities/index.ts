@@ -9,9 +9,11 @@ import { countHeldMessages, countSpam } from '../store/held';
 import type { ObjectStore } from '../store/objects';
 import { ringOutage } from '../temporal';
 import { createDeliveryActivities } from './deliver';
+import { createMailboxActivities } from './mailboxes';
 import { createNotifyActivities } from './notify';
 import { probeMx } from './probe';
 import { checkRoute, destinationOf } from './route';
+import { createSubmissionActivities } from './submission';
 
 export interface ActivityDeps {
   sql: Sql;
@@ -29,6 +31,8 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createDeliveryActivities(deps),
     ...createNotifyActivities(deps),
+    ...createMailboxActivities(deps),
+    ...createSubmissionActivities(deps),
 
     /** The monitor found the primary silent: start or join the outage, as held mail would. */
     async ringOutage(runbook: Runbook): Promise<void> {

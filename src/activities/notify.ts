@@ -103,7 +103,7 @@ function noticeText(input: NotifyInput): string {
 }
 
 /** One notice to mailboxes of one domain, DKIM-signed, host by host along the route; the count accepted. */
-async function sendNotice(
+export async function sendNotice(
   config: Config,
   to: string[],
   mail: { from: string; subject: string; text: string },

@@ -38,6 +38,10 @@ export function destinationOf(config: Config, target: DeliveryTarget, runbook: R
       return runbook.primary
         ? { kind: 'named', hosts: runbook.primary }
         : { kind: 'domain', domain: runbook.domains[0]! };
+    case 'mailboxes':
+      throw new Error(
+        'temporary mailboxes are filled over LMTP (src/activities/mailbox-fill.ts), not routed',
+      );
   }
 }
 

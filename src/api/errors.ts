@@ -14,6 +14,9 @@ export const errorCodes = [
   'CUSTOMER_NOT_FOUND',
   'OUTAGE_NOT_FOUND',
   'MESSAGE_NOT_FOUND',
+  'MAILBOX_NOT_FOUND', // 404: no temporary mailbox with that address for this customer
+  'MAILBOX_CLOSED', // 409: the outage was resolved; its temporary mailboxes take no sign-in
+  'LINK_DESTINATION_REFUSED', // 422: a sign-in link may not go to a mailbox in the domains that are down
   'WORKFLOW_REFUSED', // 409: the outage refused the action in its current state; the message says why
   'NOT_QUARANTINED', // 409: a release of a message the filter passed (or has not scored): it is not held back
   'MESSAGE_NOT_HELD', // 409: the message was delivered already (or refused for good); there is nothing to act on

@@ -1,10 +1,11 @@
 import type { Connection } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config';
+import { imapGreets } from '../stack/dovecot';
 import type { Sql } from '../store/db';
 import type { ObjectStore } from '../store/objects';
 
-export type ComponentName = 'postgres' | 'minio' | 'temporal' | 'rspamd';
+export type ComponentName = 'postgres' | 'minio' | 'temporal' | 'rspamd' | 'dovecot';
 
 export interface ComponentHealth {
   status: 'up' | 'down';
@@ -54,9 +55,14 @@ async function pingRspamd(url: string): Promise<void> {
     throw new Error(`GET ${url}/ping answered ${res.status} ${JSON.stringify(body.slice(0, 80))}`);
 }
 
+/** Dovecot, which holds the temporary mailboxes, greets on its IMAP port with "* OK". */
+async function imapGreeting(host: string, port: number): Promise<void> {
+  if (!(await imapGreets(host, port))) throw new Error(`IMAP ${host}:${port} does not greet (Dovecot down?)`);
+}
+
 export async function checkHealth(deps: HealthDeps): Promise<Record<ComponentName, ComponentHealth>> {
   const { config, sql, objects, temporal } = deps;
-  const [postgres, minio, temporalHealth, rspamd] = await Promise.all([
+  const [postgres, minio, temporalHealth, rspamd, dovecot] = await Promise.all([
     timed(() => sql`select 1`),
     timed(async () => {
       if (!(await objects.bucketExists(config.s3.bucket)))
@@ -68,8 +74,9 @@ export async function checkHealth(deps: HealthDeps): Promise<Record<ComponentNam
       ),
     ),
     timed(() => pingRspamd(config.rspamd.url)),
+    timed(() => imapGreeting(config.mailbox.host, config.mailbox.imapPort)),
   ]);
-  return { postgres, minio, temporal: temporalHealth, rspamd };
+  return { postgres, minio, temporal: temporalHealth, rspamd, dovecot };
 }
 
 /** GET /healthz: 200 when every component answers, 503 naming the one that does not. */

@@ -103,7 +103,8 @@ async function refuseUnusableRoute(
   instruction: Omit<Instruction, 'actor'>,
 ) {
   const target = targetOf(instruction as Instruction);
-  if (!target || !runbook) return;
+  // Temporary mailboxes are ours (Dovecot over LMTP): no route to check.
+  if (!target || !runbook || target.kind === 'mailboxes') return;
   const route = await checkRoute(config, destinationOf(config, target, runbook));
   if (!route.ok && route.permanent)
     throw new ApiFailure(422, 'ROUTE_UNUSABLE', `${describeTarget(target, runbook)}: ${route.reason}`);

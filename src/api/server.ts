@@ -8,6 +8,7 @@ import { registerAuth } from './auth';
 import { registerCustomerRoutes } from './customers';
 import { registerErrorHandlers } from './errors';
 import { type HealthDeps, registerHealth } from './health';
+import { registerMailboxRoutes } from './mailboxes';
 import { registerMessageRoutes } from './messages';
 import { registerMetrics } from './metrics';
 import { registerOpenApi } from './openapi';
@@ -52,6 +53,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const runbooks = new Map(deps.runbooks.map((rb) => [rb.id, rb]));
   registerCustomerRoutes(app, { sql: deps.sql, client, runbooks });
   registerOutageRoutes(app, { config: deps.config, sql: deps.sql, client, runbooks });
+  registerMailboxRoutes(app, { config: deps.config, sql: deps.sql, runbooks });
   registerMessageRoutes(app, { ...deps, client });
   registerQuarantineRoutes(app, { ...deps, client, runbooks });
   registerAuditRoutes(app, deps.sql);

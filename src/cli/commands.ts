@@ -1,14 +1,14 @@
 import { resolve } from 'node:path';
-import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type { AuditEvent } from '../api/audit';
 import { roleSchema, tokenNameSchema } from '../api/auth';
 import type { CustomersResponse } from '../api/customers';
 import type { MessageDetail, MessagePage } from '../api/messages';
 import type { OutageSummary } from '../api/outage-lookup';
 import type { QuarantinePage, ReviewResult } from '../api/quarantine';
-import type { Config } from '../config';
 import { checkRunbooks } from '../runbooks/check';
-import { type ApiTarget, request } from './api-client';
+import { request } from './api-client';
+import { type Command, command, GLOBAL_OPTIONS, need, query, seg, UsageError } from './command';
+import { mailboxCommands } from './mailbox-commands';
 import {
   authSection,
   type OutageView,
@@ -21,83 +21,10 @@ import {
 } from './render';
 import { tokensCommand } from './tokens';
 
+export { type Command, GLOBAL_OPTIONS, UsageError };
+
 // mxf's commands, one entry each: the words that name it, its lines of the usage text, the options it takes, and
 // what it does with its own arguments. Adding a command is adding an entry; mxf.ts only finds and runs it.
-
-export class UsageError extends Error {}
-
-/** What every command may use: where the API is, and how to print (a table for people, or --json). */
-export interface CommandContext {
-  config: Config;
-  api: ApiTarget;
-  out: (text: string, json: unknown) => void;
-}
-
-type OptionSpecs = NonNullable<ParseArgsConfig['options']>;
-
-/** Options every command takes. */
-export const GLOBAL_OPTIONS = {
-  api: { type: 'string' },
-  token: { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const satisfies OptionSpecs;
-
-type Values<O extends OptionSpecs> = ReturnType<
-  typeof parseArgs<{ options: O & typeof GLOBAL_OPTIONS; allowPositionals: true }>
->['values'];
-
-export interface Command {
-  /** The words that name it, e.g. "outages list". */
-  name: string;
-  usage: string[];
-  options: OptionSpecs;
-  /** Its arguments and options, from the whole command line; a usage error for anything it does not take. */
-  run(ctx: CommandContext, argv: string[]): Promise<number>;
-}
-
-function command<const O extends OptionSpecs>(spec: {
-  name: string;
-  usage: string[];
-  options: O;
-  /** How many words may follow the name. */
-  maxArgs: number;
-  run(ctx: CommandContext, args: string[], opts: Values<O>): Promise<number>;
-}): Command {
-  return {
-    name: spec.name,
-    usage: spec.usage,
-    options: spec.options,
-    run(ctx, argv) {
-      let parsed: ReturnType<typeof parseArgs>;
-      try {
-        parsed = parseArgs({
-          args: argv,
-          options: { ...GLOBAL_OPTIONS, ...spec.options },
-          allowPositionals: true,
-          strict: true,
-        });
-      } catch (err) {
-        throw new UsageError(`${spec.name}: ${(err as Error).message}`);
-      }
-      const args = parsed.positionals.slice(spec.name.split(' ').length);
-      if (args.length > spec.maxArgs)
-        throw new UsageError(`${spec.name}: unexpected argument ${args[spec.maxArgs]}`);
-      return spec.run(ctx, args, parsed.values as Values<O>);
-    },
-  };
-}
-
-function query(params: Record<string, string | undefined>): string {
-  const entries = Object.entries(params).filter((e): e is [string, string] => e[1] !== undefined);
-  return entries.length ? `?${new URLSearchParams(entries)}` : '';
-}
-
-const need = (value: string | undefined, what: string): string => {
-  if (!value) throw new UsageError(`missing ${what}`);
-  return value;
-};
-const seg = (value: string | undefined, what: string) => encodeURIComponent(need(value, what));
 
 const customers = command({
   name: 'customers',
@@ -164,7 +91,8 @@ const outagesDeclare = command({
 const instruct = command({
   name: 'instruct',
   usage: [
-    'instruct <outage> hold|restore|resolve [--note TEXT]',
+    'instruct <outage> hold|mailboxes|restore|resolve [--note TEXT]',
+    '    mailboxes: a temporary mailbox per recipient, filled with their held mail (see mailboxes sign-in)',
     'instruct <outage> forward --to ADDRESS [--to ADDRESS ...] [--rate 60/min] [--deliver-unscored] [--note TEXT]',
     "    --rate: per receiving mailbox (default MXF_FORWARD_RATE, Gmail's 60/min); e.g. 20/min, 5/s, 3600/h",
     'instruct <outage> redirect --host HOST [--port 25] [--require-tls] [--deliver-unscored] [--note TEXT]',
@@ -182,7 +110,7 @@ const instruct = command({
   maxArgs: 2,
   async run({ api, out }, [outage, action], opts) {
     const body: Record<string, unknown> = {
-      action: need(action, 'the action: hold, forward, redirect, restore or resolve'),
+      action: need(action, 'the action: hold, forward, redirect, mailboxes, restore or resolve'),
       note: opts.note,
     };
     if (action === 'forward') body.to = opts.to ?? [];
@@ -471,6 +399,7 @@ export const COMMANDS: Command[] = [
   runbooksCheck,
   tokensCreate,
   tokensRevoke,
+  ...mailboxCommands,
 ];
 
 /** The command named by the first words on the command line. */

@@ -42,10 +42,17 @@ export const deliveryTargetSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('primary') }),
   z.object({ kind: z.literal('forward'), ...forwardShape }),
   z.object({ kind: z.literal('redirect'), ...redirectShape }),
+  /**
+   * A temporary mailbox per recipient on our Dovecot (README "Temporary mailboxes"). A working copy, not a
+   * delivery: the message stays held for the customer's own servers, and a restore still takes it there.
+   */
+  z.object({ kind: z.literal('mailboxes') }),
 ]);
 export type DeliveryTarget = z.infer<typeof deliveryTargetSchema>;
 
 const PRIMARY_KEY_PREFIX = 'primary:';
+/** The ledger's name for a customer's temporary mailboxes. */
+export const mailboxTargetKey = (customerId: string) => `mailbox:${customerId}`;
 /** The ledger's name for the customer's own MX hosts (the runbook id is the customer id). */
 export const primaryTargetKey = (customerId: string) => `${PRIMARY_KEY_PREFIX}${customerId}`;
 /** The same key in SQL, for queries over every customer at once. */
@@ -60,6 +67,8 @@ export function targetKey(target: DeliveryTarget, runbook: Pick<Runbook, 'id'>):
       return `forward:${[...target.to].sort().join(',')}`;
     case 'redirect':
       return `redirect:${target.host}:${target.port}`;
+    case 'mailboxes':
+      return mailboxTargetKey(runbook.id);
   }
 }
 
@@ -104,7 +113,18 @@ export interface DeliveryBatchOutcome {
 }
 export const REFUSED_LISTED = 20;
 
+export interface MailboxCounts {
+  provisioned: number;
+  /** Handed a sign-in (a password and link) by an operator. */
+  signInIssued: number;
+  signedIn: number;
+  /** Refused sign-in since the outage was resolved. */
+  closed: number;
+}
+
 export interface DeliveryBatchResult extends DeliveryBatchOutcome {
+  /** After a batch into temporary mailboxes: how many there are, and how many people have signed in. */
+  mailboxes?: MailboxCounts;
   /** Messages of this customer still waiting for this target after the batch, counted up to 1,000 (a paced forward: all). */
   remaining: number;
   /** A paced delivery: the rate in force (after any slow-down), and when it goes on if the batch waits for a slot. */
@@ -166,5 +186,7 @@ export function describeTarget(
       return `redirect to ${target.host}:${target.port}`;
     case 'primary':
       return `the primary MX (${describePrimary(runbook)})`;
+    case 'mailboxes':
+      return 'temporary mailboxes (one per recipient)';
   }
 }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   type DeliveryTarget,
   forwardShape,
+  type MailboxCounts,
   type ProbeResult,
   redirectShape,
   type TargetDelivery,
@@ -20,6 +21,7 @@ export const outagePhaseSchema = z.enum([
   'holding',
   'forwarding',
   'redirecting',
+  'hosting-mailboxes', // each recipient has a temporary mailbox (IMAP, web inbox) filled with their held mail
   'restoring',
   'closed',
 ]);
@@ -30,6 +32,7 @@ export const instructionActionSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('hold') }),
   z.object({ action: z.literal('forward'), ...forwardShape }),
   z.object({ action: z.literal('redirect'), ...redirectShape }),
+  z.object({ action: z.literal('mailboxes') }),
   z.object({ action: z.literal('restore') }),
   z.object({ action: z.literal('resolve') }),
 ]);
@@ -59,6 +62,8 @@ export interface OutageCounts {
   relayed: number;
   forwarded: number;
   redirected: number;
+  /** Copies put into temporary mailboxes (one per recipient); still held for the customer's own servers. */
+  copiedToMailboxes?: number;
   restored: number;
   failed: number;
 }
@@ -125,6 +130,8 @@ export interface OutageStatus {
   counts: OutageCounts;
   /** Quarantined and unscored mail, and the filter's state; absent in runs recorded before spam scoring. */
   spam?: SpamCounts;
+  /** Temporary mailboxes, once the mailboxes instruction provisioned them; per-user state is in the API. */
+  mailboxes?: MailboxCounts;
   /** Delivery to each target this outage has used: counts, the last error, the next attempt, refused recipients. */
   deliveries: TargetDelivery[];
   appliedRequestIds: string[];
@@ -165,6 +172,8 @@ export function targetOf(instruction: Instruction | null): DeliveryTarget | null
         requireTls: instruction.requireTls,
         deliverUnscored: instruction.deliverUnscored,
       };
+    case 'mailboxes':
+      return { kind: 'mailboxes' };
     case 'restore':
       return { kind: 'primary' };
     default:
@@ -176,6 +185,7 @@ const PHASE_OF_ACTION: Record<Instruction['action'], OutagePhase> = {
   hold: 'holding',
   forward: 'forwarding',
   redirect: 'redirecting',
+  mailboxes: 'hosting-mailboxes',
   restore: 'restoring',
   resolve: 'closed',
 };

@@ -97,6 +97,8 @@ export const runbookSchema = z
       ratePerSecond: z.number().int().min(1).max(1000),
     }),
     spam: spamPolicySchema,
+    /** Temporary mailboxes (the mailboxes instruction): kept this long after the outage is resolved. */
+    mailboxes: z.strictObject({ retention: durationSchema.default('30d') }).optional(),
   })
   .superRefine((rb, ctx) => {
     const domains = new Set(rb.domains);
@@ -132,6 +134,10 @@ export const runbookSchema = z
 
 export type Runbook = z.output<typeof runbookSchema>;
 export type RunbookInput = z.input<typeof runbookSchema>;
+
+/** How long temporary mailboxes stay after the outage is resolved; never shorter than the held mail they copy. */
+export const mailboxRetention = (rb: Pick<Runbook, 'mailboxes'>): Duration =>
+  rb.mailboxes?.retention ?? '30d';
 
 /** Does this runbook accept mail for the address? Case-insensitive, as every MTA treats domains. */
 export function acceptsRecipient(rb: Runbook, address: string): boolean {

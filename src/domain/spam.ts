@@ -143,9 +143,14 @@ export interface SpamGate {
 }
 
 export function spamGateFor(
-  target: { kind: 'primary' } | { kind: 'forward' | 'redirect'; deliverUnscored?: boolean },
+  target:
+    | { kind: 'primary' }
+    | { kind: 'mailboxes' }
+    | { kind: 'forward' | 'redirect'; deliverUnscored?: boolean },
   policy: SpamPolicy,
 ): SpamGate {
+  // A temporary mailbox is the customer's own mailbox for now: unscored mail goes in, quarantined mail to Junk.
+  if (target.kind === 'mailboxes') return { outside: false, keepQuarantined: false };
   if (target.kind === 'primary')
     return { outside: false, keepQuarantined: policy.restoreQuarantined === 'keep' };
   return { outside: true, deliverUnscored: target.deliverUnscored === true };

@@ -1,6 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { keptSecret } from '../store/secrets';
 import type { Config } from '../config';
+import { keptSecret } from '../store/secrets';
 
 // The envelope sender of a forwarded copy (DESIGN invariant 9), built and read here and nowhere else:
 //

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -271,7 +272,7 @@ async function startFilter(
 }
 
 /** Free ports for Dovecot, the submission relay and the web inbox: for runs beside a running `npm run dev`. */
-export async function freeMailboxPorts(): Promise<Record<string, string>> {
+export async function mailboxEnv(): Promise<Record<string, string>> {
   const names = [
     'MXF_IMAP_PORT',
     'MXF_LMTP_PORT',

@@ -59,7 +59,7 @@ export async function drain(
     try {
       result = await deliverBatch.executeWithOptions(
         { ...DELIVERY, summary: `Deliver up to ${BATCH} to ${state.description}` },
-        [{ runbook, target, limit: BATCH, ratePerSecond }],
+        [{ runbook, target, limit: BATCH, ratePerSecond, ...mailboxesOf(run, target) }],
       );
     } catch (err) {
       await run.recount();
@@ -81,6 +81,10 @@ export async function drain(
     if (probeDue && patched('probe-during-long-drain')) return 'probe-due';
   }
 }
+
+/** Temporary mailboxes are provisioned for this outage (older histories have no such input). */
+const mailboxesOf = (run: OutageRun, target: DeliveryTarget) =>
+  target.kind === 'mailboxes' ? { outageId: run.s.outageId } : {};
 
 /**
  * A paced forward whose next slot is far off (its receiver slowed us down, or a low rate): the workflow's timer
@@ -132,7 +136,7 @@ function stoppedBy(err: unknown): DeliveryStopped {
 }
 
 function count(run: OutageRun, state: TargetDelivery, counter: keyof OutageCounts, o: DeliveryBatchOutcome) {
-  run.s.counts[counter] += o.delivered;
+  run.s.counts[counter] = (run.s.counts[counter] ?? 0) + o.delivered;
   run.s.counts.failed += o.failed;
   state.delivered += o.delivered;
   state.failed += o.failed;
@@ -149,6 +153,7 @@ function recordBatch(
   o: DeliveryBatchResult,
 ) {
   count(run, state, counter, o);
+  if (o.mailboxes) run.s.mailboxes = o.mailboxes;
   Object.assign(state, {
     failedAttempts: 0,
     failingSince: null,

@@ -35,7 +35,7 @@ export const SHORT: ActivityOptions = {
   startToCloseTimeout: '1m',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 };
-const { countHeldMessages, probePrimary } = proxyActivities<Activities>(SHORT);
+const { countHeldMessages, probePrimary, closeMailboxes } = proxyActivities<Activities>(SHORT);
 
 // Signals per run stay far below Temporal's 10,000 cap because ingest debounces its doorbell; continue-as-new
 // well before it anyway, since the server does not suggest it for signal counts. OutageInput.ringsPerRun overrides
@@ -156,6 +156,14 @@ export class OutageRun {
     this.s.primaryHealthy = this.s.lastProbe.some((p) => p.ok);
   }
 
+  /** The outage is over: its temporary mailboxes refuse sign-in, and are deleted after the runbook's retention. */
+  async closeMailboxes() {
+    this.s.mailboxes = await closeMailboxes.executeWithOptions(
+      { ...SHORT, summary: 'Close the temporary mailboxes (sign-in refused; deleted after retention)' },
+      [this.runbook],
+    );
+  }
+
   /** Continue-as-new between steps once the history grows long, carrying the whole state. */
   async continueIfLong() {
     const ringsPerRun = this.input.ringsPerRun ?? MAX_RINGS_PER_RUN;
@@ -174,6 +182,12 @@ export class OutageRun {
     lines.push(
       `Delivered: ${c.relayed} relayed, ${c.forwarded} forwarded, ${c.redirected} redirected, ${c.restored} restored; ${c.failed} failed.`,
     );
+    if (s.mailboxes) {
+      const m = s.mailboxes;
+      lines.push(
+        `Temporary mailboxes: ${m.provisioned} (${m.signInIssued} handed a sign-in, ${m.signedIn} signed in${m.closed ? `, ${m.closed} closed` : ''}); ${c.copiedToMailboxes ?? 0} cop(ies) of held mail in them, still held for the primary.`,
+      );
+    }
     if (s.spam) lines.push(spamLine(s.spam));
     for (const d of s.deliveries.filter((d) => d.inForce)) {
       const state = d.lastError

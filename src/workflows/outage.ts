@@ -159,6 +159,8 @@ async function close(run: OutageRun, opts: { force?: boolean } = {}): Promise<Ou
   await condition(allHandlersFinished);
   await run.recount();
   if (!opts.force && (run.s.heldMessages > 0 || run.courseChanged || run.newMail)) return undefined;
+  // Runs without temporary mailboxes (all those recorded before them) schedule nothing here.
+  if (run.s.mailboxes) await run.closeMailboxes();
   run.s.resolvedAt = new Date().toISOString();
   run.setPhase('closed');
   return run.s;
@@ -167,6 +169,7 @@ async function close(run: OutageRun, opts: { force?: boolean } = {}): Promise<Ou
 const COUNTER: Partial<Record<Instruction['action'], keyof OutageCounts>> = {
   forward: 'forwarded',
   redirect: 'redirected',
+  mailboxes: 'copiedToMailboxes',
   restore: 'restored',
 };
 function counterFor(instruction: Instruction): keyof OutageCounts {

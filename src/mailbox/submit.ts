@@ -1,0 +1,191 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import libmime from 'libmime';
+import addressparser from 'nodemailer/lib/addressparser';
+import type { Config } from '../config';
+import { mailboxTargetKey } from '../domain/delivery';
+import { acceptsRecipient, type Runbook } from '../domain/runbook';
+import { searchableHeaders } from '../ingest/headers';
+import { newQueueId, objectKeyFor, rfc5322Date } from '../ingest/received';
+import type { Logger } from '../log';
+import type { Sql } from '../store/db';
+import { commitHeldMessage } from '../store/messages';
+import type { ObjectStore } from '../store/objects';
+import { ringOutage, startSubmission } from '../temporal';
+import { withMailbox } from './imap';
+
+// Mail written in a temporary mailbox, from a mail app (Dovecot's submission, through src/mailbox/relay.ts) or the
+// web inbox: one path for both. A person sends as their own address only. What they write is stored like held
+// mail, body in MinIO, and is
+//   - held for the sender's own address: a restore delivers them a copy on their own server (already in Sent here);
+//   - held for colleagues in the customer's domains: their temporary mailboxes get it now, their server later;
+//   - delivered to everyone else by the submission workflow, through our outbound path (MX routing, STARTTLS).
+// We are never an open relay: no signed-in mailbox, no sending.
+
+export class SubmissionRefused extends Error {
+  constructor(
+    /** The SMTP reply code a mail app gets, e.g. 553. */
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SubmissionRefused';
+  }
+}
+
+export interface SubmitDeps {
+  sql: Sql;
+  objects: ObjectStore;
+  config: Config;
+  client: Client;
+  log: Logger;
+  runbooks: readonly Runbook[];
+}
+
+export interface Submitted {
+  messageId: string;
+}
+
+export const MAX_SUBMISSION_RECIPIENTS = 100;
+
+/** Refuses with the reason a person can act on; else stores, files in Sent, and queues the deliveries. */
+export async function submitFromMailbox(
+  deps: SubmitDeps,
+  mailbox: string,
+  message: { raw: Buffer; envelopeFrom: string; recipients: string[] },
+): Promise<Submitted> {
+  const address = mailbox.toLowerCase();
+  const runbook = await openMailboxRunbook(deps, address);
+  checkSender(address, message);
+  const raw = withSubmissionHeaders(message.raw, address);
+  const local = message.recipients.filter((r) => isOurs(deps.runbooks, r));
+  for (const r of local)
+    if (!acceptsRecipient(runbook, r) && !deps.runbooks.some((rb) => acceptsRecipient(rb, r)))
+      throw new SubmissionRefused(550, `5.1.1 <${r}>: no such mailbox here`);
+  const outside = message.recipients.filter((r) => !isOurs(deps.runbooks, r));
+  // Filed first: if storing fails after it, the person sees it in Sent and may send again (one extra copy in
+  // Sent); the other way round, a failure would have sent mail that Sent never shows.
+  await fileInSent(deps, address, raw);
+  const id = await store(deps, { address, runbook, raw, local, outside });
+  if (outside.length) await startSubmission(deps.client, deps.config.temporal.taskQueue, id);
+  await ringColleagues(deps, local);
+  deps.log.info(
+    { mailbox: address, messageId: id, local: local.length, outside: outside.length },
+    'mail submitted',
+  );
+  return { messageId: id };
+}
+
+async function openMailboxRunbook(deps: SubmitDeps, address: string): Promise<Runbook> {
+  const [row] = await deps.sql<{ customer_id: string; open: boolean }[]>`
+    select customer_id, sign_in_allowed and deleted_at is null as open from mailbox where address = ${address}`;
+  if (!row?.open)
+    throw new SubmissionRefused(535, '5.7.8 this temporary mailbox is closed: the outage is over');
+  const runbook = deps.runbooks.find((rb) => rb.id === row.customer_id);
+  if (!runbook)
+    throw new SubmissionRefused(451, `4.3.0 no runbook for ${row.customer_id}: tell your provider`);
+  return runbook;
+}
+
+/** The envelope sender and every From: address must be the signed-in mailbox. */
+function checkSender(address: string, message: { raw: Buffer; envelopeFrom: string; recipients: string[] }) {
+  const refuse = () => new SubmissionRefused(553, `5.7.1 you may send only as <${address}>`);
+  if (message.envelopeFrom.toLowerCase() !== address) throw refuse();
+  const headers = libmime.decodeHeaders(headerBlock(message.raw).toString('utf8'));
+  const from = (headers.from ?? []).flatMap((v: string) => flatten(addressparser(v)));
+  if (from.length === 0 || from.some((a) => a.toLowerCase() !== address)) throw refuse();
+  if (message.recipients.length === 0) throw new SubmissionRefused(554, '5.5.1 no recipients');
+  if (message.recipients.length > MAX_SUBMISSION_RECIPIENTS)
+    throw new SubmissionRefused(452, `4.5.3 at most ${MAX_SUBMISSION_RECIPIENTS} recipients per message`);
+}
+
+type Parsed = { address?: string; group?: Parsed[] };
+const flatten = (list: Parsed[]): string[] =>
+  list.flatMap((a) => (a.group ? flatten(a.group) : a.address ? [a.address] : []));
+
+function headerBlock(raw: Buffer): Buffer {
+  const end = raw.indexOf('\r\n\r\n');
+  return end === -1 ? raw : raw.subarray(0, end + 2);
+}
+
+/** RFC 6409 8.2 and 8.3: a submission server may add the Date and Message-ID a client left out. */
+function withSubmissionHeaders(raw: Buffer, address: string): Buffer {
+  const headers = libmime.decodeHeaders(headerBlock(raw).toString('utf8'));
+  const added: string[] = [];
+  if (!headers.date) added.push(`Date: ${rfc5322Date(new Date())}`);
+  if (!headers['message-id'])
+    added.push(
+      `Message-ID: <${randomBytes(12).toString('hex')}@${address.slice(address.lastIndexOf('@') + 1)}>`,
+    );
+  return added.length ? Buffer.concat([Buffer.from(`${added.join('\r\n')}\r\n`), raw]) : raw;
+}
+
+const isOurs = (runbooks: readonly Runbook[], address: string) => {
+  const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+  return runbooks.some((rb) => rb.domains.includes(domain));
+};
+
+const customerOf = (runbooks: readonly Runbook[], address: string) =>
+  runbooks.find((rb) => acceptsRecipient(rb, address))!;
+
+/**
+ * The body to MinIO, then one transaction: the held message (for the sender and colleagues), its copy in the
+ * sender's mailbox recorded (it is in Sent, not to be copied to their inbox), and the outside recipients.
+ */
+async function store(
+  deps: SubmitDeps,
+  m: { address: string; runbook: Runbook; raw: Buffer; local: string[]; outside: string[] },
+): Promise<string> {
+  const { sql, objects, config } = deps;
+  const receivedAt = new Date();
+  const queueId = newQueueId(receivedAt.getTime());
+  const objectKey = objectKeyFor(queueId, receivedAt);
+  await objects.putObject(config.s3.bucket, objectKey, m.raw, m.raw.length);
+  const recipients = [...new Set([m.address, ...m.local.map((r) => r.toLowerCase())])].map((address) => ({
+    address,
+    customerId: address === m.address ? m.runbook.id : customerOf(deps.runbooks, address).id,
+  }));
+  return sql.begin(async (tx) => {
+    const id = await commitHeldMessage(tx as unknown as Sql, {
+      queueId,
+      envelopeFrom: m.address,
+      sizeBytes: m.raw.length,
+      sha256: createHash('sha256').update(m.raw).digest('hex'),
+      objectKey,
+      bodyOffset: 0,
+      receivedAt,
+      clientIp: '127.0.0.1',
+      helo: 'submission',
+      tls: null,
+      ...searchableHeaders(headerBlock(m.raw)),
+      recipients,
+    });
+    // Written by a person we signed in: no spam score to wait for, nothing to quarantine.
+    await tx`update held_message set scored_at = now(), spam_verdict = 'clean' where id = ${id}`;
+    await tx`insert into delivery_ledger (message_id, recipient, target, outcome, smtp_response)
+             values (${id}, ${m.address}, ${mailboxTargetKey(m.runbook.id)}, 'copied', 'sent by this mailbox: in Sent')`;
+    await tx`insert into submission (message_id, mailbox, customer_id) values (${id}, ${m.address}, ${m.runbook.id})`;
+    if (m.outside.length)
+      await tx`insert into submission_recipient (message_id, recipient)
+               select ${id}, unnest(${m.outside}::text[]) on conflict do nothing`;
+    return id;
+  });
+}
+
+/** Mail apps are told not to keep their own copy (README): the server files the one copy in Sent, as Gmail does. */
+async function fileInSent(deps: SubmitDeps, address: string, raw: Buffer) {
+  await withMailbox(deps.config, address, (imap) => imap.append('Sent', raw, ['\\Seen']));
+}
+
+/** Colleagues' mail is held mail of their customer: ring, so that their temporary mailboxes get it now. */
+async function ringColleagues(deps: SubmitDeps, local: string[]) {
+  const customers = new Set(local.map((r) => customerOf(deps.runbooks, r)));
+  for (const runbook of customers)
+    await ringOutage(deps.client, deps.config.temporal.taskQueue, runbook, 1).catch((err) =>
+      // The reconciler rings every customer with held mail within a minute anyway.
+      deps.log.warn(
+        { err, customerId: runbook.id },
+        'could not ring the outage for a colleague; the reconciler will',
+      ),
+    );
+}
