@@ -140,9 +140,10 @@ function submissionConfig(opts: DovecotOptions, host: string): string[] {
 
 export async function startDovecot(opts: DovecotOptions): Promise<ManagedProcess> {
   for (const sub of ['run', 'state', 'mail']) mkdirSync(join(opts.dir, sub), { recursive: true });
+  let ids: { uid: number; gid: number } | undefined;
   if (process.getuid?.() === 0) {
     // The mail processes run as 'dovecot': they must reach the mail folder (even inside a 0700 `mktemp -d`) and own it.
-    const ids = accountIds('dovecot');
+    ids = accountIds('dovecot');
     if (!ids)
       throw new Error("running as root, and there is no 'dovecot' account: apt-get install dovecot-imapd");
     letOthersTraverse(join(opts.dir, 'mail'));
@@ -151,14 +152,12 @@ export async function startDovecot(opts: DovecotOptions): Promise<ManagedProcess
   const conf = join(opts.dir, 'dovecot.conf');
   writeFileSync(conf, dovecotConfig(opts));
   writeFileSync(join(opts.dir, 'sql.conf.ext'), sqlConfig(opts.databaseUrl), { mode: 0o600 });
-  if (opts.masterSecret)
-    writeFileSync(
-      join(opts.dir, 'master-users'),
-      `${MASTER_USER}:${hashMailboxPassword(opts.masterSecret)}\n`,
-      {
-        mode: 0o600,
-      },
-    );
+  if (opts.masterSecret) {
+    const masterUsers = join(opts.dir, 'master-users');
+    writeFileSync(masterUsers, `${MASTER_USER}:${hashMailboxPassword(opts.masterSecret)}\n`, { mode: 0o600 });
+    // Dovecot's auth process reads it as 'dovecot' under root: a root-owned 0600 file refused every master sign-in.
+    if (ids) chownSync(masterUsers, ids.uid, ids.gid);
+  }
   // -F: stay in the foreground, so the stack owns the process and stops it.
   const proc = startProcess('dovecot', DOVECOT, ['-F', '-c', conf], {
     logFile: opts.logFile,
