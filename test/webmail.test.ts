@@ -468,6 +468,11 @@ describe('pieces', () => {
       /href="\/compose\?to=claims%40northgate-mutual\.example"/,
       'mailto: writes from here',
     );
+    const cid = sanitizeMailHtml('<img src="cid:logo%40harbourline">', {
+      remoteImages: false,
+      cidUrl: (c) => `/cid/${c}`,
+    });
+    assert.match(cid.html, /src="\/cid\/logo@harbourline"/, 'a cid: URL is percent-decoded (RFC 2392)');
   });
 
   test('downloads name their file for old and new browsers, whatever characters it has', () => {

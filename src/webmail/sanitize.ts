@@ -101,7 +101,8 @@ export function sanitizeMailHtml(input: string, opts: SanitizeOptions): Sanitize
   let blockedImages = 0;
   const img: sanitizeHtml.Transformer = (tagName, attribs) => {
     const { src = '', ...rest } = attribs;
-    if (/^cid:/i.test(src)) return { tagName, attribs: { ...rest, src: opts.cidUrl(src.slice(4)) } };
+    if (/^cid:/i.test(src))
+      return { tagName, attribs: { ...rest, src: opts.cidUrl(decodeSafely(src.slice(4))) } };
     if (opts.remoteImages && /^(https?:\/\/|data:image\/)/i.test(src))
       return { tagName, attribs: { ...rest, src } };
     if (src) blockedImages++;
