@@ -185,6 +185,14 @@ function errorOf(err: unknown): DeliveryError {
   if (err instanceof TargetDeferred) return err.error;
   if (err instanceof RouteUnusable)
     return { at: new Date().toISOString(), replyCode: null, message: err.message, permanent: err.permanent };
+  // imapflow's errors (temporary mailboxes) say only "Command failed"; the server's words are in responseText.
+  const imap = err as { responseText?: string; message?: string };
+  if (imap.responseText)
+    return {
+      at: new Date().toISOString(),
+      replyCode: null,
+      message: `IMAP: ${imap.message}: ${imap.responseText}`,
+    };
   return deliveryErrorOf(err as Error & { responseCode?: number });
 }
 

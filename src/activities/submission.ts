@@ -144,12 +144,11 @@ const original = (to: string[], r: string) => to.find((t) => t.toLowerCase() ===
 
 /** Signed by our forwarding domain: the sender's domain does not know our key (README "Temporary mailboxes"). */
 async function dkimSigned(raw: Buffer, key: DkimKey): Promise<Buffer> {
-  const result = await dkimSign(raw, {
-    signingDomain: key.domain,
-    selector: key.selector,
-    privateKey: key.privateKey,
-  });
-  if (result.errors.length) throw result.errors[0];
+  const signature = { signingDomain: key.domain, selector: key.selector, privateKey: key.privateKey };
+  // mailauth's typings put the key at the top level; its code reads it from signatureData (and signs nothing else).
+  const result = await dkimSign(raw, { ...signature, signatureData: [signature] });
+  if (result.errors.length || !result.signatures)
+    throw result.errors[0] ?? new Error('DKIM: no signature made');
   return Buffer.concat([Buffer.from(result.signatures), raw]);
 }
 

@@ -138,6 +138,11 @@ export interface SpamGate {
   outside: boolean;
   /** The instruction lets unscored mail go outside (the filter has been down for long). */
   deliverUnscored?: boolean;
+  /**
+   * Temporary mailboxes: wait for the score (as an outside target does) but take quarantined mail, which goes to
+   * Junk. Without the wait, spam that arrives faster than it is scored would land in people's inboxes.
+   */
+  waitForScore?: boolean;
   /** The runbook keeps quarantined mail from the customer's own servers too. */
   keepQuarantined?: boolean;
 }
@@ -149,8 +154,9 @@ export function spamGateFor(
     | { kind: 'forward' | 'redirect'; deliverUnscored?: boolean },
   policy: SpamPolicy,
 ): SpamGate {
-  // A temporary mailbox is the customer's own mailbox for now: unscored mail goes in, quarantined mail to Junk.
-  if (target.kind === 'mailboxes') return { outside: false, keepQuarantined: false };
+  // A temporary mailbox is the customer's own mailbox for now, and we are its filter: scored mail goes in,
+  // quarantined mail to Junk.
+  if (target.kind === 'mailboxes') return { outside: false, keepQuarantined: false, waitForScore: true };
   if (target.kind === 'primary')
     return { outside: false, keepQuarantined: policy.restoreQuarantined === 'keep' };
   return { outside: true, deliverUnscored: target.deliverUnscored === true };

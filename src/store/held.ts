@@ -1,6 +1,6 @@
 import { PRIMARY_TARGET_KEY_SQL_PREFIX, primaryTargetKey } from '../domain/delivery';
 import type { Runbook } from '../domain/runbook';
-import { type SpamCounts, type SpamGate, spamPolicySchema } from '../domain/spam';
+import { SCORE_ATTEMPTS, type SpamCounts, type SpamGate, spamPolicySchema } from '../domain/spam';
 import type { Sql } from './db';
 
 // The one definition of "held" (DESIGN 4). A recipient of a held message is held for a target until a copy of it
@@ -44,6 +44,11 @@ export function deliverable(sql: Sql, gate: SpamGate) {
     return gate.deliverUnscored
       ? sql`not ${quarantined}`
       : sql`((m.scored_at is not null or m.spam_review is not distinct from 'released') and not ${quarantined})`;
+  if (gate.waitForScore)
+    // A message the scorer gave up on waits no longer: it goes in unscored, as it would to the primary.
+    return sql`((m.scored_at is not null or m.score_attempts >= ${SCORE_ATTEMPTS}
+                 or m.spam_review is not distinct from 'released')
+                and coalesce(m.spam_review, '') <> 'spam')`;
   return gate.keepQuarantined ? sql`not ${quarantined}` : sql`coalesce(m.spam_review, '') <> 'spam'`;
 }
 
