@@ -271,7 +271,10 @@ async function startFilter(
   return restartable(await start(), start);
 }
 
-/** Free ports for Dovecot, the submission relay and the web inbox: for runs beside a running `npm run dev`. */
+/**
+ * For throw-away stacks (tests, bench, faults) beside a running `npm run dev`: free ports for Dovecot, the
+ * submission relay and the web inbox, and a master secret of the run's own (not one kept under ./.data).
+ */
 export async function mailboxEnv(): Promise<Record<string, string>> {
   const names = [
     'MXF_IMAP_PORT',
@@ -281,7 +284,10 @@ export async function mailboxEnv(): Promise<Record<string, string>> {
     'MXF_WEBMAIL_PORT',
   ];
   const ports = await Promise.all(names.map(() => freePort()));
-  return Object.fromEntries(names.map((n, i) => [n, String(ports[i])]));
+  return {
+    ...Object.fromEntries(names.map((n, i) => [n, String(ports[i])])),
+    MXF_DOVECOT_MASTER_SECRET: randomBytes(24).toString('hex'),
+  };
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
