@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { mailboxEnv, type LaunchedStack, launchStack, type StackOptions } from '../src/stack';
+import { type LaunchedStack, launchStack, mailboxEnv, type StackOptions } from '../src/stack';
 import { type Component, tcpOpen, waitFor } from '../src/stack/process';
 import { createSql, type Sql } from '../src/store/db';
 import { freePort } from '../test/helpers/ports';

@@ -3,13 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import {
-  mailboxEnv,
-  freePortPair,
-  type LaunchedStack,
-  launchStack,
-  type StackOptions,
-} from '../src/stack';
+import { freePortPair, type LaunchedStack, launchStack, mailboxEnv, type StackOptions } from '../src/stack';
 import { makeTestZone, ourIdentityEnv } from '../test/helpers/dns-zone';
 import { freePort } from '../test/helpers/ports';
 

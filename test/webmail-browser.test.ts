@@ -4,15 +4,15 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { simpleParser } from 'mailparser';
 import type { Browser, BrowserContext, Download, Page } from 'playwright-core';
-import { issueSignInLink } from '../src/mailbox/sign-in';
 import { downloadsDir, launchChromium } from './helpers/browser';
+import { type MailboxWorld, startMailboxWorld } from './helpers/mailbox-world';
 import { testTmp } from './helpers/stack';
-import { type Sample, startWebmailWorld } from './helpers/webmail';
 import { evacuationPdf, FLOOD_MAP_URL, floodedOfficeMail } from './helpers/webmail-samples';
 
 // The web inbox in a real browser, as someone whose office is under water uses it: a one-time link from an SMS on
 // a phone, then a laptop: open the facilities notice, save its PDF, reply to a customer with a file attached,
-// find the reply in Sent, and take the whole mailbox home as an mbox file. The two screenshots in docs/ come from
+// find the reply in Sent and at the receiver it was sent to, and take the whole mailbox home as an mbox file. The
+// two screenshots in docs/ come from
 // this test.
 
 // The committed screenshots are rewritten only on request (UPDATE_SCREENSHOTS=1 npm test -- this file): their
@@ -22,40 +22,14 @@ const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isM
 const DESKTOP = { viewport: { width: 1280, height: 860 }, deviceScaleFactor: 1 };
 
 /**
- * Everything the browser walks through, behind one function: here the web inbox with its own Dovecot and a submit
- * that records the message and files it in Sent as the real one does; a full-stack version (real submission
- * relay, a local receiver) can replace this function and keep every step below.
+ * Everything the browser walks through, as production runs it (test/helpers/mailbox-world.ts): held mail filled
+ * into Maria's temporary mailbox by the mailboxes instruction, her sign-in link handed out through the ops API, the
+ * web inbox and submission relay in the mailbox service's own process, and her reply leaving through our outbound
+ * path to a local SMTP receiver.
  */
-interface BrowserWorld {
-  url: string;
-  address: string;
-  samples: Sample[];
-  /** A new one-time sign-in link, as the operator hands it out. */
-  signInLink(): Promise<string>;
-  /** The reply as it left us (recipients and raw message), once it has. */
-  sentReply(subject: string): Promise<{ recipients: string[]; raw: Buffer }>;
-  stop(): Promise<void>;
-}
+type BrowserWorld = MailboxWorld;
 
-async function setUpWorld(): Promise<BrowserWorld> {
-  const world = await startWebmailWorld({ fileInSent: true });
-  const { address } = await world.mailbox('maria.okafor');
-  const samples = await floodedOfficeMail(address);
-  for (const s of samples) await world.deliver(address, s.raw);
-  return {
-    url: world.url,
-    address,
-    samples,
-    signInLink: async () => `${world.url}/link/${await issueSignInLink(world.sql, address)}`,
-    async sentReply(subject) {
-      for (const s of world.submitted) {
-        if ((await simpleParser(s.raw)).subject === subject) return s;
-      }
-      throw new Error(`no message "${subject}" was submitted`);
-    },
-    stop: () => world.stop(),
-  };
-}
+const setUpWorld = () => startMailboxWorld('maria.okafor', 'harbourline.example', floodedOfficeMail);
 
 let world: BrowserWorld;
 let browser: Browser;
