@@ -157,6 +157,7 @@ export const envSchema = z
     MXF_LMTP_PORT: port(2424),
     MXF_SUBMISSION_PORT: port(1587),
     MXF_SUBMISSION_RELAY_PORT: port(10587),
+    MXF_AUTH_POLICY_PORT: port(10588),
     MXF_DOVECOT_MASTER_SECRET: z.string().min(16, 'expected at least 16 characters').optional(),
     MXF_WEBMAIL_HOST: host.default('127.0.0.1'),
     MXF_WEBMAIL_PORT: port(8025),
@@ -300,6 +301,8 @@ function mailboxOf(env: z.output<typeof envSchema>) {
     lmtpPort: env.MXF_LMTP_PORT,
     submissionPort: env.MXF_SUBMISSION_PORT,
     relayPort: env.MXF_SUBMISSION_RELAY_PORT,
+    /** Where Dovecot asks before a sign-in and reports after it (src/mailbox/auth-policy.ts), on loopback. */
+    authPolicyPort: env.MXF_AUTH_POLICY_PORT,
     /** Our services sign in to any mailbox as `<address>*mxf-master` with it; else keys/dovecot-master.secret. */
     masterSecret: env.MXF_DOVECOT_MASTER_SECRET,
     web: { host: env.MXF_WEBMAIL_HOST, port: env.MXF_WEBMAIL_PORT, url: webUrl.replace(/\/+$/, '') },

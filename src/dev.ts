@@ -58,7 +58,10 @@ async function makeAdminToken(stack: Stack): Promise<string> {
 }
 
 /** Up means answering: the API's health check, the SMTP banner, and a worker polling the task queue. */
-async function waitForServices(config: Config, [worker, ingest, api]: ManagedProcess[]): Promise<void> {
+async function waitForServices(
+  config: Config,
+  [worker, ingest, api, mailbox]: ManagedProcess[],
+): Promise<void> {
   const { client, connection } = await connectTemporal(config.temporal);
   try {
     await Promise.all([
@@ -66,6 +69,9 @@ async function waitForServices(config: Config, [worker, ingest, api]: ManagedPro
         process: api,
       }),
       waitFor('SMTP ingest', () => tcpOpen(config.smtp.host, config.smtp.port), { process: ingest }),
+      waitFor('the web inbox', () => tcpOpen(config.mailbox.web.host, config.mailbox.web.port), {
+        process: mailbox,
+      }),
       waitFor(
         'the worker',
         async () => {
@@ -96,6 +102,11 @@ function printEndpoints(config: Config, stack: Stack, adminToken: string): void 
   say(`  MinIO console            http://${config.s3.endPoint}:${config.s3.consolePort}`);
   const managed = config.database.managed ? '  (private cluster)' : '';
   say(`  PostgreSQL               ${stack.config.database.url}${managed}`);
+  const m = config.mailbox;
+  say(
+    `  Temporary mailboxes      IMAP ${m.host}:${m.imapPort}, submission ${m.host}:${m.submissionPort} (STARTTLS; Dovecot, private)`,
+  );
+  say(`  Web inbox                ${m.web.url}`);
   const rspamd = stack.config.rspamd.url;
   say(
     stack.rspamd

@@ -9,7 +9,7 @@ import { Client, Connection } from '@temporalio/client';
 import nodemailer from 'nodemailer';
 import postgres from 'postgres';
 import { outageWorkflowId } from '../src/domain/outage';
-import { freePortPair } from '../src/stack';
+import { freePortPair, mailboxEnv } from '../src/stack';
 import { statusQuery } from '../src/workflows/messages';
 import { eventually } from './helpers/eventually';
 import { freePort } from './helpers/ports';
@@ -102,6 +102,10 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
     MXF_RSPAMD_PORT: String(rspamdPort),
     MXF_DNS_PORT: String(ports[9]),
     MXF_LOG_LEVEL: 'warn',
+    // Dovecot, the relay, the policy server and the web inbox on free ports; the master secret made under the data folder.
+    ...Object.fromEntries(
+      Object.entries(await mailboxEnv()).filter(([k]) => k !== 'MXF_DOVECOT_MASTER_SECRET'),
+    ),
   };
 
   let queueId = '';
@@ -114,7 +118,12 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
       Object.entries(body.components)
         .map(([name, c]) => `${name}:${c.status}`)
         .sort(),
-      ['minio:up', 'postgres:up', 'rspamd:up', 'temporal:up'],
+      ['dovecot:up', 'minio:up', 'postgres:up', 'rspamd:up', 'temporal:up'],
+    );
+    const inbox = await fetch(`http://127.0.0.1:${env.MXF_WEBMAIL_PORT}/`, { redirect: 'manual' });
+    assert.ok(
+      inbox.status === 200 || inbox.status === 302 || inbox.status === 303,
+      `web inbox: ${inbox.status}`,
     );
     assert.equal((await fetch(`http://127.0.0.1:${ui}/`)).status, 200, 'Temporal Web UI');
     assert.match(await smtpBanner(smtp), /^220 /);
@@ -130,6 +139,7 @@ test('npm run dev: up, healthy, stopped cleanly, and restarted on the same data'
       `smtp://127.0.0.1:${smtp}`,
       `http://127.0.0.1:${api}`,
       `http://127.0.0.1:${ui}`,
+      `http://127.0.0.1:${env.MXF_WEBMAIL_PORT}`,
     ]) {
       assert.ok(first.output().includes(endpoint), `the endpoint ${endpoint} is printed`);
     }

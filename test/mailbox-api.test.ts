@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { ImapFlow } from 'imapflow';
 import { provisionMailboxes } from '../src/mailbox/provision';
 import { startApi } from './helpers/api';
+import { canSignIn } from './helpers/imap';
 import { runbookWithPrimaryAt } from './helpers/runbooks';
 import { testConfig } from './helpers/stack';
 import { startWebhookReceiver } from './helpers/webhook';
@@ -24,24 +24,7 @@ after(async () => {
   await webhook.close();
 });
 
-async function imapSignIn(user: string, pass: string): Promise<boolean> {
-  const imap = new ImapFlow({
-    host: config.mailbox.host,
-    port: config.mailbox.imapPort,
-    secure: false,
-    doSTARTTLS: true,
-    tls: { rejectUnauthorized: false },
-    auth: { user, pass },
-    logger: false,
-  });
-  try {
-    await imap.connect();
-    await imap.logout();
-    return true;
-  } catch {
-    return false;
-  }
-}
+const imapSignIn = (user: string, pass: string) => canSignIn(config, user, pass);
 
 const signInPath = (address: string) =>
   `/api/outages/${runbook.id}/mailboxes/${encodeURIComponent(address)}/sign-in`;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
 import nodemailer from 'nodemailer';
 import pino from 'pino';
 import type { OutageStatus, OutageWorkflow } from '../src/domain/outage';
@@ -16,6 +16,7 @@ import { GMAIL_DOMAIN } from './helpers/dns-zone';
 import { eventually } from './helpers/eventually';
 import { startGmail } from './helpers/gmail';
 import { holdBacklog } from './helpers/held';
+import { imapClient } from './helpers/imap';
 import { startIngest } from './helpers/ingest';
 import { freePort } from './helpers/ports';
 import { runbookWithPrimaryAt } from './helpers/runbooks';
@@ -36,15 +37,7 @@ const HELD = 12;
 
 /** A mail app signed in to a temporary mailbox over IMAP with STARTTLS, as a person is. */
 async function signIn(user: string, pass: string) {
-  const imap = new ImapFlow({
-    host: config.mailbox.host,
-    port: config.mailbox.imapPort,
-    secure: false,
-    doSTARTTLS: true,
-    tls: { rejectUnauthorized: false },
-    auth: { user, pass },
-    logger: false,
-  });
+  const imap = imapClient(config, user, pass);
   await imap.connect();
   return imap;
 }

@@ -7,33 +7,17 @@ import { runbookSchema } from '../src/domain/runbook';
 import { startOpsStack } from './helpers/api';
 import { startCatcher } from './helpers/catcher';
 import { freePort } from './helpers/ports';
-import { ROOT, run } from './helpers/run';
+import { ROOT } from './helpers/run';
 import { recordHistory, useTemporalClient } from './helpers/temporal';
+import { readmeBlock, sh, shRetrying } from './helpers/walkthrough';
 
 // README.md's operator walkthrough, run as written: every command in its block, in order, against the real
 // stack, with a local SMTP server as Harborview Law's mail server (down until the walkthrough says it is back).
 
-/** The walkthrough's commands: continuation lines joined, comments and blank lines dropped. */
-function walkthroughCommands(): string[] {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const block = /<!-- walkthrough:start -->\n```sh\n([\s\S]*?)```\n<!-- walkthrough:end -->/.exec(
-    readme,
-  )?.[1];
-  assert.ok(block, 'README.md has the walkthrough block');
-  return block
-    .replace(/\\\n\s*/g, '')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'));
-}
-
-/** One line of the walkthrough, through bash as a terminal would run it. */
-const sh = (command: string, env: NodeJS.ProcessEnv) => run('bash', ['-o', 'pipefail', '-c', command], env);
-
 const temporal = useTemporalClient();
 
 test("README's walkthrough: a whole outage with the CLI alone", async () => {
-  const commands = walkthroughCommands();
+  const commands = readmeBlock('walkthrough');
   assert.ok(commands.length >= 10, `${commands.length} commands`);
   const primaryPort = await freePort();
   const relay = await startCatcher(); // notification emails leave through it
@@ -57,11 +41,7 @@ test("README's walkthrough: a whole outage with the CLI alone", async () => {
         if (written.includes(' restore')) primary = await startCatcher({ port: primaryPort }); // the server is back
         const command = written.replace('127.0.0.1:2525', `127.0.0.1:${ingest.port}`);
         // An operator retries what the outage is not ready for yet (the call task opens a moment after declaring).
-        let r = await sh(command, env);
-        for (const started = Date.now(); r.code !== 0 && Date.now() - started < 15_000; ) {
-          await new Promise((resolve) => setTimeout(resolve, 500));
-          r = await sh(command, env);
-        }
+        const r = await shRetrying(command, env);
         assert.equal(r.code, 0, `${written}\n${r.stdout}${r.stderr}`);
         outputs.push(r.stdout);
       }

@@ -19,6 +19,7 @@ import { parseOutageId } from '../domain/outage-id';
 import { customerIdSchema, type Runbook } from '../domain/runbook';
 import type { Sql } from '../store/db';
 import { countSpam } from '../store/held';
+import { mailboxCounts } from '../store/mailboxes';
 import { outageStart } from '../temporal';
 import { declareUpdate, instructUpdate, recordCallUpdate } from '../workflows/messages';
 import { operatorOfRequest } from './auth';
@@ -142,7 +143,10 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
     },
     async (req) => {
       const found = await findOutage(client, req.params.id);
-      return outageView(await outageState(client, found, req.params.id));
+      const state = await outageState(client, found, req.params.id);
+      // The workflow counts mailboxes after each batch; sign-ins happen between batches: read them as they are now.
+      if (state.mailboxes || state.instruction?.action === 'mailboxes') state.mailboxes = await mailboxCounts(sql, state.customerId);
+      return outageView(state);
     },
   );
 

@@ -70,6 +70,7 @@ export function outageDetail(o: OutageView): string {
     `Instruction  ${describeInstruction(o.instruction)}${o.instruction ? ` (by ${o.instruction.actor})` : ''}`,
     `Delivered    ${c.relayed} relayed, ${c.forwarded} forwarded, ${c.redirected} redirected, ${c.restored} restored; ${c.failed} failed`,
     `Resolved     ${when(o.resolvedAt)}`,
+    ...mailboxLines(o),
     ...spamLines(o),
     '',
     ...deliverySection(o),
@@ -112,6 +113,16 @@ export function outageDetail(o: OutageView): string {
     ),
   ];
   return lines.join('\n');
+}
+
+/** Temporary mailboxes, once the outage has them: how many, how far people got, the copies in them. */
+function mailboxLines(o: OutageView): string[] {
+  const m = o.mailboxes;
+  if (!m) return [];
+  const closed = m.closed ? `, ${m.closed} closed` : '';
+  return [
+    `Mailboxes    ${m.provisioned} (${m.signInIssued} handed a sign-in, ${m.signedIn} signed in${closed}); ${o.counts.copiedToMailboxes ?? 0} copies of held mail in them (mxf mailboxes list ${o.customerId})`,
+  ];
 }
 
 /** What waits beside the held mail: quarantined, not reviewed, not scored; and the filter when it fails. */

@@ -5,10 +5,11 @@ import { loadRunbooksOrExit } from '../runbooks/load';
 import { createSql } from '../store/db';
 import { createObjectStore } from '../store/objects';
 import { buildWebmail } from '../webmail/app';
+import { startAuthPolicy } from './auth-policy';
 import { buildSubmissionRelay } from './relay';
 import { submitFromMailbox } from './submit';
 
-// The mailbox service: the relay behind Dovecot's submission, and the web inbox. Both send through one function
+// The mailbox service: the relay behind Dovecot's submission, Dovecot's sign-in policy, and the web inbox. Both send through one function
 // (submitFromMailbox), so a message written in a phone's mail app and one written in a browser go the same way.
 async function main() {
   const config = loadConfigOrExit();
@@ -27,6 +28,7 @@ async function main() {
     relay.once('error', reject);
     relay.listen(config.mailbox.relayPort, '127.0.0.1', () => resolve());
   });
+  const policy = await startAuthPolicy({ sql, log }, config.mailbox.authPolicyPort);
   const web = await buildWebmail({
     config,
     sql,
@@ -39,7 +41,11 @@ async function main() {
     'mailbox service: submission relay and web inbox listening',
   );
   const stop = async () => {
-    await Promise.allSettled([web.close(), new Promise((r) => relay.close(() => r(undefined)))]);
+    await Promise.allSettled([
+      web.close(),
+      new Promise((r) => relay.close(() => r(undefined))),
+      new Promise((r) => policy.close(() => r(undefined))),
+    ]);
     await Promise.allSettled([sql.end({ timeout: 5 }), client.connection.close()]);
     process.exit(0);
   };

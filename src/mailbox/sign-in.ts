@@ -4,8 +4,9 @@ import { hashMailboxPassword, mailboxPasswordMatches, newMailboxPassword } from 
 
 // Signing in to a temporary mailbox outside Dovecot: the web inbox's password form and its one-time links, and
 // the operator's hand-out of a new password. Dovecot checks IMAP and submission sign-ins itself from the same
-// table (and slows down an address that keeps failing: its auth penalty); here five failures in a row lock the
-// web sign-in of that mailbox for 15 minutes, so a password cannot be guessed through the browser either.
+// table, and asks us before and tells us after each one (src/mailbox/auth-policy.ts). Five failures in a row, on
+// any of them, lock the mailbox's password sign-in for 15 minutes (a one-time link still works), so a password can
+// be guessed through neither; Dovecot's own auth penalty slows each guessing address down besides.
 
 export const LINK_TTL_MS = 72 * 3_600_000;
 const MAX_FAILURES = 5;
@@ -58,15 +59,33 @@ export async function checkMailboxPassword(sql: Sql, address: string, password: 
   if (row.locked) return { ok: false, reason: 'locked' };
   if (!row.sign_in_allowed) return { ok: false, reason: 'closed' };
   if (!mailboxPasswordMatches(password, row.password_hash)) {
-    await sql`
-      update mailbox set failed_sign_ins = failed_sign_ins + 1,
-        locked_until = case when failed_sign_ins + 1 >= ${MAX_FAILURES}
-                            then now() + ${LOCK_MS} * interval '1 millisecond' else locked_until end
-      where address = ${lower}`;
+    await recordFailedSignIn(sql, lower);
     return { ok: false, reason: 'refused' };
   }
-  await sql`update mailbox set failed_sign_ins = 0, last_sign_in_at = now() where address = ${lower}`;
+  await recordSignIn(sql, lower);
   return { ok: true, address: lower };
+}
+
+/** A wrong password, from the web inbox or a mail app (src/mailbox/auth-policy.ts): the fifth in a row locks. */
+export async function recordFailedSignIn(sql: Sql, address: string) {
+  await sql`
+    update mailbox set failed_sign_ins = failed_sign_ins + 1,
+      locked_until = case when failed_sign_ins + 1 >= ${MAX_FAILURES}
+                          then now() + ${LOCK_MS} * interval '1 millisecond' else locked_until end
+    where address = ${address.toLowerCase()}`;
+}
+
+/** A person got in: last seen now, and the failures before forgiven. */
+export async function recordSignIn(sql: Sql, address: string) {
+  await sql`update mailbox set failed_sign_ins = 0, last_sign_in_at = now() where address = ${address.toLowerCase()}`;
+}
+
+/** Locked after too many failures: sign-in is refused until then, however right the password. */
+export async function signInLockedUntil(sql: Sql, address: string): Promise<Date | null> {
+  const [row] = await sql<{ until: Date | null }[]>`
+    select case when locked_until > now() then locked_until end as until from mailbox
+    where address = ${address.toLowerCase()}`;
+  return row?.until ?? null;
 }
 
 /** Still allowed to sign in (the outage not resolved): checked on every web request, not only at sign-in. */

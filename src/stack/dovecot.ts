@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { userInfo } from 'node:os';
@@ -22,6 +23,8 @@ export interface DovecotOptions {
   relay?: { host: string; port: number };
   /** The master user's password (src/mailbox/imap.ts): our services sign in to any mailbox with it. */
   masterSecret?: string;
+  /** Our authentication policy server (src/mailbox/auth-policy.ts): last sign-in, lockout after failures. */
+  authPolicyUrl?: string;
   /** postgres://user@host:port/db, as DATABASE_URL. */
   databaseUrl: string;
   tls: { cert: string; key: string };
@@ -104,6 +107,7 @@ export function dovecotConfig(opts: DovecotOptions): string {
     `service imap-login {\n  inet_listener imap {\n    port = ${opts.ports.imap}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`,
     `service lmtp {\n  inet_listener lmtp {\n    address = ${host}\n    port = ${opts.ports.lmtp}\n  }\n  unix_listener lmtp {\n    mode = 0600\n  }\n}`,
     ...submissionConfig(opts, host),
+    ...authPolicyConfig(opts),
     'lmtp_rcpt_check_quota = no',
     // Held mail goes into a mailbox as we hold it: no Received or Delivered-To of Dovecot's own above it.
     'lmtp_add_received_header = no',
@@ -135,6 +139,22 @@ function submissionConfig(opts: DovecotOptions, host: string): string[] {
     `submission_relay_port = ${opts.relay.port}`,
     'submission_relay_trusted = yes',
     'submission_relay_ssl = no',
+  ];
+}
+
+/** Asked before each sign-in, told after it; a policy server that does not answer lets sign-ins through. */
+function authPolicyConfig(opts: DovecotOptions): string[] {
+  if (!opts.authPolicyUrl) return [];
+  return [
+    `auth_policy_server_url = ${opts.authPolicyUrl}`,
+    // Required by Dovecot for the password hash it would send; we ask for no password in the attributes.
+    `auth_policy_hash_nonce = ${randomBytes(16).toString('hex')}`,
+    // orig_user: the one who authenticated, `mxf-master` in both phases when our services sign in as a master user.
+    'auth_policy_request_attributes = login=%{requested_username} orig=%{orig_user} remote=%{rip} protocol=%s',
+    'auth_policy_check_before_auth = yes',
+    'auth_policy_check_after_auth = no',
+    'auth_policy_report_after_auth = yes',
+    'auth_policy_reject_on_fail = no',
   ];
 }
 

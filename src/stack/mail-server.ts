@@ -29,6 +29,7 @@ export async function startMailServer(
       host,
       ports: { imap: imapPort, lmtp: lmtpPort, submission: submissionPort },
       relay: { host: '127.0.0.1', port: relayPort },
+      authPolicyUrl: `http://127.0.0.1:${config.mailbox.authPolicyPort}/`,
       masterSecret: masterSecret(config),
       databaseUrl: config.database.url,
       tls,

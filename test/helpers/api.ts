@@ -78,12 +78,16 @@ export async function startApi(config: Config, runbooks: Runbook[]) {
  * The service inside one test: the ingest ringing the real doorbell, the ops API, and a real worker while `run`
  * runs, on a task queue of their own. Mail we send (forwards, notifications) leaves through `relayPort`.
  */
-export async function startOpsStack(runbooks: Runbook[], opts: { client: Client; relayPort: number }) {
+export async function startOpsStack(
+  runbooks: Runbook[],
+  opts: { client: Client; relayPort: number; env?: Record<string, string> },
+) {
   const ingest = await startIngest(runbooks, {
     env: {
       MXF_TASK_QUEUE: `ops-${randomUUID()}`,
       MXF_DOORBELL_MS: '50',
       MXF_SMTP_RELAY: `127.0.0.1:${opts.relayPort}`,
+      ...opts.env,
     },
     temporal: opts.client,
   });
