@@ -145,7 +145,8 @@ export function registerOutageRoutes(app: FastifyInstance, deps: OutageRouteDeps
       const found = await findOutage(client, req.params.id);
       const state = await outageState(client, found, req.params.id);
       // The workflow counts mailboxes after each batch; sign-ins happen between batches: read them as they are now.
-      if (state.mailboxes || state.instruction?.action === 'mailboxes') state.mailboxes = await mailboxCounts(sql, state.customerId);
+      if (state.mailboxes || state.instruction?.action === 'mailboxes')
+        state.mailboxes = await mailboxCounts(sql, state.customerId);
       return outageView(state);
     },
   );
