@@ -156,6 +156,7 @@ export const envSchema = z
     MXF_IMAP_PORT: port(1143),
     MXF_LMTP_PORT: port(2424),
     MXF_SUBMISSION_PORT: port(1587),
+    MXF_MAILBOX_SERVICE_HOST: host.default('127.0.0.1'),
     MXF_SUBMISSION_RELAY_PORT: port(10587),
     MXF_AUTH_POLICY_PORT: port(10588),
     MXF_DOVECOT_MASTER_SECRET: z.string().min(16, 'expected at least 16 characters').optional(),
@@ -300,6 +301,8 @@ function mailboxOf(env: z.output<typeof envSchema>) {
     imapPort: env.MXF_IMAP_PORT,
     lmtpPort: env.MXF_LMTP_PORT,
     submissionPort: env.MXF_SUBMISSION_PORT,
+    /** Where the mailbox service's relay and policy server listen, and where Dovecot reaches them. */
+    serviceHost: env.MXF_MAILBOX_SERVICE_HOST,
     relayPort: env.MXF_SUBMISSION_RELAY_PORT,
     /** Where Dovecot asks before a sign-in and reports after it (src/mailbox/auth-policy.ts), on loopback. */
     authPolicyPort: env.MXF_AUTH_POLICY_PORT,

@@ -18,10 +18,48 @@ const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { 
 // ${VAR:-default} as compose expands it when VAR is unset.
 const expand = (value: string | number) => String(value).replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$1');
 
-const ours = Object.entries(compose.services).filter(([, s]) => s.build === '.');
+/** Built from this repository's Dockerfile (any of its targets); MinIO's image has a Dockerfile of its own. */
+const fromOurDockerfile = (build: unknown) =>
+  build === '.' ||
+  (typeof build === 'object' &&
+    (build as { context?: string }).context === '.' &&
+    ((build as { dockerfile?: string }).dockerfile ?? 'Dockerfile') === 'Dockerfile');
+const ours = Object.entries(compose.services).filter(([, s]) => fromOurDockerfile(s.build));
 
-test('compose runs ingest, worker, api and init from our Dockerfile', () => {
-  assert.deepEqual(ours.map(([name]) => name).sort(), ['api', 'ingest', 'init', 'worker']);
+test('compose runs ingest, worker, api, init, the mailbox service and Dovecot from our Dockerfile', () => {
+  assert.deepEqual(ours.map(([name]) => name).sort(), [
+    'api',
+    'dovecot',
+    'ingest',
+    'init',
+    'mailbox',
+    'worker',
+  ]);
+});
+
+test('compose: Dovecot and the services that reach it agree on its address, ports and master secret', () => {
+  const env = (name: string) =>
+    parseConfig(
+      Object.fromEntries(
+        Object.entries(compose.services[name]?.environment ?? {}).map(([k, v]) => [k, expand(v)]),
+      ),
+    );
+  const dovecot = env('dovecot');
+  const mailbox = env('mailbox');
+  for (const name of ['worker', 'mailbox', 'api']) {
+    const c = env(name);
+    assert.equal(c.mailbox.host, 'dovecot', `${name} reaches Dovecot by its service name`);
+    assert.equal(
+      c.mailbox.masterSecret,
+      dovecot.mailbox.masterSecret,
+      `${name} shares Dovecot's master secret`,
+    );
+    assert.equal(c.mailbox.lmtpPort, dovecot.mailbox.lmtpPort, name);
+  }
+  assert.equal(mailbox.mailbox.imapPort, dovecot.mailbox.imapPort);
+  assert.equal(dovecot.mailbox.serviceHost, 'mailbox', 'Dovecot hands submissions to the mailbox service');
+  assert.equal(mailbox.mailbox.relayPort, dovecot.mailbox.relayPort);
+  assert.equal(mailbox.mailbox.authPolicyPort, dovecot.mailbox.authPolicyPort);
 });
 
 test('compose points every service of ours at its rspamd service', () => {

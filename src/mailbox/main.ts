@@ -1,3 +1,4 @@
+import { lookup } from 'node:dns/promises';
 import { Client, Connection } from '@temporalio/client';
 import { loadConfigOrExit } from '../config';
 import { createLogger } from '../log';
@@ -23,12 +24,15 @@ async function main() {
     namespace: config.temporal.namespace,
   });
   const deps = { sql, objects, config, client, log, runbooks };
-  const relay = buildSubmissionRelay({ ...deps, dovecotAddresses: ['127.0.0.1', config.mailbox.host] });
+  // Only Dovecot may say who signed in (XCLIENT): its addresses, looked up once (a host name beyond one machine).
+  const dovecotAddresses = (await lookup(config.mailbox.host, { all: true })).map((a) => a.address);
+  const relay = buildSubmissionRelay({ ...deps, dovecotAddresses: ['127.0.0.1', ...dovecotAddresses] });
+  const { serviceHost, relayPort, authPolicyPort } = config.mailbox;
   await new Promise<void>((resolve, reject) => {
     relay.once('error', reject);
-    relay.listen(config.mailbox.relayPort, '127.0.0.1', () => resolve());
+    relay.listen(relayPort, serviceHost, () => resolve());
   });
-  const policy = await startAuthPolicy({ sql, log }, config.mailbox.authPolicyPort);
+  const policy = await startAuthPolicy({ sql, log }, authPolicyPort, serviceHost);
   const web = await buildWebmail({
     config,
     sql,
