@@ -15,7 +15,7 @@ import { messageIdsOf, startCatcher } from './helpers/catcher';
 import { GMAIL_DOMAIN } from './helpers/dns-zone';
 import { eventually } from './helpers/eventually';
 import { startGmail } from './helpers/gmail';
-import { holdBacklog } from './helpers/held';
+import { type Backlog, holdBacklog } from './helpers/held';
 import { imapClient } from './helpers/imap';
 import { startIngest } from './helpers/ingest';
 import { freePort } from './helpers/ports';
@@ -119,86 +119,15 @@ test('mailboxes: filled byte for byte (Junk for quarantined), IDLE sees new mail
         );
         assert.equal(filled.mailboxes?.provisioned, 2);
 
-        // Byte for byte, in arrival order, as reception's mail app sees it; quarantined mail in Junk only.
         const password = await resetMailboxPassword(sql, reception);
         const phone = await signIn(reception, password);
-        const inbox = await sources(phone, 'INBOX');
-        assert.deepEqual(
-          messageIdsOf(inbox.map((raw) => ({ raw, from: '', to: [], at: 0 }))),
-          backlog.messageIds,
-        );
-        const held = await sql<{ object_key: string; body_offset: string; size_bytes: string }[]>`
-          select object_key, body_offset, size_bytes from held_message
-          where id in ${sql([...backlog.byRowId.keys()])} order by id`;
-        for (const [i, row] of held.entries()) {
-          const raw = await readBody(createObjectStore(config), config.s3.bucket, {
-            objectKey: row.object_key,
-            offset: Number(row.body_offset),
-            length: Number(row.size_bytes),
-          });
-          const got = inbox[i]!;
-          assert.ok(got.toString().startsWith('Return-Path: '), 'LMTP adds only the Return-Path line');
-          assert.ok(got.subarray(got.length - raw.length).equals(raw), `message ${i} byte for byte`);
-          assert.equal(got.length, raw.length + got.indexOf('\r\n') + 2, 'nothing else added');
-        }
-        const junk = await sources(phone, 'Junk');
-        assert.equal(junk.length, 1);
-        assert.match(junk[0]!.toString(), /X-Spam-Flag: YES/i);
-        assert.match(junk[0]!.toString(), new RegExp(spam.messageIds[0]!));
+        await filledAsHeld(phone, backlog, spam.messageIds[0]!);
 
-        // IDLE: mail that arrives over SMTP during the outage shows up on the phone at once.
-        // As a phone does: the inbox open, the connection in IDLE, waiting for the server to say EXISTS.
-        await phone.mailboxOpen('INBOX');
-        const seen = new Promise<number>((resolve) => phone.on('exists', (e) => resolve(e.count)));
-        void phone.idle();
-        const reply = await transaction(ingest.port, {
-          from: 'client@outside.example',
-          to: [reception],
-          data: [
-            'From: A Client <client@outside.example>',
-            `To: <${reception}>`,
-            'Subject: are you open?',
-            `Date: ${new Date().toUTCString().replace('GMT', '+0000')}`,
-            'Message-ID: <idle-test@outside.example>',
-            'MIME-Version: 1.0',
-            'Content-Type: text/plain; charset=utf-8',
-            '',
-            'Hello, we heard about the flood. Are you open today, or should we come to the court directly?',
-            '',
-          ].join('\r\n'),
-        });
-        assert.match(reply.end ?? '', /^250/);
-        assert.equal(await within(seen, 30_000, 'IMAP IDLE to see the new message'), HELD + 1);
-
+        await idleSeesNewMail(phone, ingest.port, reception);
         await sendingRules(reception, password, it);
         await phone.logout();
 
-        // Restore: the primary gets every held message, and reception's own copy of what she sent.
-        const primary = await startCatcher({ port: primaryPort });
-        try {
-          await handle.executeUpdate(instructUpdate, { args: [{ action: 'restore', actor: 'ops:alice' }] });
-          const closed = (await within(
-            handle.result(),
-            60_000,
-            'the restore to close the outage',
-          )) as OutageStatus;
-          assert.equal(closed.phase, 'closed');
-          assert.equal(closed.mailboxes?.closed, 2, 'sign-in closed with the outage');
-          const toReception = primary.caught.filter((m) => m.to.includes(reception));
-          assert.ok(
-            toReception.some((m) => /Subject: Re: the flood/.test(m.raw.toString())),
-            'her sent copy restored',
-          );
-          for (const id of backlog.messageIds)
-            assert.equal(
-              messageIdsOf(primary.caught).filter((m) => m === id).length,
-              1,
-              `${id} restored once`,
-            );
-          await assert.rejects(signIn(reception, password), 'a closed mailbox refuses its password');
-        } finally {
-          await primary.close();
-        }
+        await restoreAndClose(handle, primaryPort, backlog.messageIds, { reception, password });
         // The reply reached the outside world through our outbound path, signed by our forwarding domain.
         const out = gmail.kept.find((m) => m.to.includes(`client@${GMAIL_DOMAIN}`));
         assert.ok(out, 'the reply reached the Gmail stand-in by its MX');
@@ -216,6 +145,84 @@ test('mailboxes: filled byte for byte (Junk for quarantined), IDLE sees new mail
     await gmail.close();
   }
 });
+
+type Handle = Awaited<ReturnType<typeof temporal.client.workflow.start<OutageWorkflow>>>;
+
+/** Byte for byte, in arrival order, as reception's mail app sees it; quarantined mail in Junk only. */
+async function filledAsHeld(phone: ImapFlow, backlog: Backlog, spamMessageId: string) {
+  const inbox = await sources(phone, 'INBOX');
+  assert.deepEqual(messageIdsOf(inbox.map((raw) => ({ raw, from: '', to: [], at: 0 }))), backlog.messageIds);
+  const held = await sql<{ object_key: string; body_offset: string; size_bytes: string }[]>`
+    select object_key, body_offset, size_bytes from held_message
+    where id in ${sql([...backlog.byRowId.keys()])} order by id`;
+  for (const [i, row] of held.entries()) {
+    const raw = await readBody(createObjectStore(config), config.s3.bucket, {
+      objectKey: row.object_key,
+      offset: Number(row.body_offset),
+      length: Number(row.size_bytes),
+    });
+    const got = inbox[i]!;
+    assert.ok(got.toString().startsWith('Return-Path: '), 'LMTP adds only the Return-Path line');
+    assert.ok(got.subarray(got.length - raw.length).equals(raw), `message ${i} byte for byte`);
+    assert.equal(got.length, raw.length + got.indexOf('\r\n') + 2, 'nothing else added');
+  }
+  const junk = await sources(phone, 'Junk');
+  assert.equal(junk.length, 1);
+  assert.match(junk[0]!.toString(), /X-Spam-Flag: YES/i);
+  assert.match(junk[0]!.toString(), new RegExp(spamMessageId));
+}
+
+/** As a phone does: the inbox open, the connection in IDLE; mail that arrives over SMTP shows up at once. */
+async function idleSeesNewMail(phone: ImapFlow, ingestPort: number, reception: string) {
+  await phone.mailboxOpen('INBOX');
+  const before = (phone.mailbox as { exists: number }).exists;
+  const seen = new Promise<number>((resolve) => phone.on('exists', (e) => resolve(e.count)));
+  void phone.idle();
+  const reply = await transaction(ingestPort, {
+    from: 'client@outside.example',
+    to: [reception],
+    data: [
+      'From: A Client <client@outside.example>',
+      `To: <${reception}>`,
+      'Subject: are you open?',
+      `Date: ${new Date().toUTCString().replace('GMT', '+0000')}`,
+      'Message-ID: <idle-test@outside.example>',
+      'MIME-Version: 1.0',
+      'Content-Type: text/plain; charset=utf-8',
+      '',
+      'Hello, we heard about the flood. Are you open today, or should we come to the court directly?',
+      '',
+    ].join('\r\n'),
+  });
+  assert.match(reply.end ?? '', /^250/);
+  assert.equal(await within(seen, 30_000, 'IMAP IDLE to see the new message'), before + 1);
+}
+
+/** Restore: the primary gets every held message once, and reception's own copy of what she sent; sign-in closes. */
+async function restoreAndClose(
+  handle: Handle,
+  primaryPort: number,
+  messageIds: string[],
+  who: { reception: string; password: string },
+) {
+  const primary = await startCatcher({ port: primaryPort });
+  try {
+    await handle.executeUpdate(instructUpdate, { args: [{ action: 'restore', actor: 'ops:alice' }] });
+    const closed = (await within(handle.result(), 60_000, 'the restore to close the outage')) as OutageStatus;
+    assert.equal(closed.phase, 'closed');
+    assert.equal(closed.mailboxes?.closed, 2, 'sign-in closed with the outage');
+    const toReception = primary.caught.filter((m) => m.to.includes(who.reception));
+    assert.ok(
+      toReception.some((m) => /Subject: Re: the flood/.test(m.raw.toString())),
+      'her sent copy restored',
+    );
+    for (const id of messageIds)
+      assert.equal(messageIdsOf(primary.caught).filter((m) => m === id).length, 1, `${id} restored once`);
+    await assert.rejects(signIn(who.reception, who.password), 'a closed mailbox refuses its password');
+  } finally {
+    await primary.close();
+  }
+}
 
 /** Submission: AUTH and one's own address, or nothing goes; what goes is in Sent; a colleague's copy too. */
 async function sendingRules(me: string, password: string, colleague: string) {

@@ -28,70 +28,79 @@ type Refusal = { recipient: string; reply: string };
 
 const domainOf = (a: string) => a.slice(a.lastIndexOf('@') + 1).toLowerCase();
 
-export function createSubmissionActivities(deps: {
+interface Deps {
   sql: Sql;
   objects: ObjectStore;
   config: Config;
   log: Logger;
-}) {
-  const { sql, objects, config } = deps;
+}
 
-  async function pending(messageId: string): Promise<Pending | undefined> {
-    const [row] = await sql<Pending[]>`
+async function pending({ sql }: Deps, messageId: string): Promise<Pending | undefined> {
+  const [row] = await sql<Pending[]>`
       select s.mailbox, m.object_key, m.body_offset, m.size_bytes,
              array_agg(r.recipient order by r.recipient) filter (where r.outcome is null) as recipients
       from submission s join held_message m on m.id = s.message_id
       join submission_recipient r on r.message_id = s.message_id
       where s.message_id = ${messageId} group by s.mailbox, m.object_key, m.body_offset, m.size_bytes`;
-    return row?.recipients ? row : undefined;
-  }
+  return row?.recipients ? row : undefined;
+}
 
-  async function record(messageId: string, recipients: string[], outcome: string, reply: string) {
-    if (recipients.length === 0) return;
-    await sql`update submission_recipient set outcome = ${outcome}, smtp_response = ${reply}, recorded_at = now()
+async function record(
+  { sql }: Deps,
+  messageId: string,
+  recipients: string[],
+  outcome: string,
+  reply: string,
+) {
+  if (recipients.length === 0) return;
+  await sql`update submission_recipient set outcome = ${outcome}, smtp_response = ${reply}, recorded_at = now()
               where message_id = ${messageId} and recipient = any(${recipients}::text[]) and outcome is null`;
-  }
+}
 
-  /** One domain's recipients, host by host along its route; what is still pending after, and why. */
-  async function sendToDomain(messageId: string, p: Pending, raw: Buffer, to: string[]) {
-    let outcome: SendOutcome;
+/** One domain's recipients, host by host along its route; what is still pending after, and why. */
+async function sendToDomain(deps: Deps, messageId: string, p: Pending, raw: Buffer, to: string[]) {
+  const { config } = deps;
+  let outcome: SendOutcome;
+  try {
+    const hosts = await routeTo(config, mailboxDestination(config, to[0]!));
+    const key = ourDkimKey(config);
+    const transports = hosts.map((h) => transportFor(config, h, false));
     try {
-      const hosts = await routeTo(config, mailboxDestination(config, to[0]!));
-      const key = ourDkimKey(config);
-      const transports = hosts.map((h) => transportFor(config, h, false));
-      try {
-        const signed = await dkimSigned(raw, key);
-        outcome = await sendVia(transports, { from: p.mailbox, to }, signed);
-      } finally {
-        for (const t of transports) t.close();
-      }
-    } catch (err) {
-      if (err instanceof RouteUnusable && err.permanent)
-        outcome = { kind: 'permanent', response: err.message };
-      else if (err instanceof RouteUnusable || err instanceof TargetDeferred)
-        return `${to.join(', ')}: ${err.message}`;
-      else throw err;
+      const signed = await dkimSigned(raw, key);
+      outcome = await sendVia(transports, { from: p.mailbox, to }, signed);
+    } finally {
+      for (const t of transports) t.close();
     }
-    if (outcome.kind === 'permanent') {
-      await record(messageId, to, 'failed', outcome.response);
-      return undefined;
-    }
-    await record(
-      messageId,
-      to.filter((r) => accepted(outcome, r)),
-      'delivered',
-      outcome.response,
-    );
-    for (const r of outcome.refused) await record(messageId, [original(to, r.recipient)], 'failed', r.reply);
-    return outcome.deferred.length
-      ? outcome.deferred.map((d) => `${d.recipient}: ${d.reply}`).join('; ')
-      : undefined;
+  } catch (err) {
+    if (err instanceof RouteUnusable && err.permanent) outcome = { kind: 'permanent', response: err.message };
+    else if (err instanceof RouteUnusable || err instanceof TargetDeferred)
+      return `${to.join(', ')}: ${err.message}`;
+    else throw err;
   }
+  if (outcome.kind === 'permanent') {
+    await record(deps, messageId, to, 'failed', outcome.response);
+    return undefined;
+  }
+  await record(
+    deps,
+    messageId,
+    to.filter((r) => accepted(outcome, r)),
+    'delivered',
+    outcome.response,
+  );
+  for (const r of outcome.refused)
+    await record(deps, messageId, [original(to, r.recipient)], 'failed', r.reply);
+  return outcome.deferred.length
+    ? outcome.deferred.map((d) => `${d.recipient}: ${d.reply}`).join('; ')
+    : undefined;
+}
 
+export function createSubmissionActivities(deps: Deps) {
+  const { objects, config } = deps;
   return {
     /** Sends to every recipient nobody has answered for; fails (and is retried) while some are deferred. */
     async deliverSubmission(messageId: string): Promise<string> {
-      const p = await pending(messageId);
+      const p = await pending(deps, messageId);
       if (!p) return 'nothing left to send';
       const raw = await readBody(objects, config.s3.bucket, bodyRef(p));
       const byDomain = new Map<string, string[]>();
@@ -99,10 +108,10 @@ export function createSubmissionActivities(deps: {
       const deferred: string[] = [];
       for (const to of byDomain.values()) {
         heartbeat();
-        const why = await sendToDomain(messageId, p, raw, to);
+        const why = await sendToDomain(deps, messageId, p, raw, to);
         if (why) deferred.push(why);
       }
-      await bounceRefused(messageId, p.mailbox);
+      await bounceRefused(deps, messageId, p.mailbox);
       if (deferred.length)
         throw ApplicationFailure.retryable(`not delivered yet: ${deferred.join('; ')}`, 'SubmissionDeferred');
       return `${p.recipients.length} recipient(s) answered: delivered, or refused with a notice to the sender`;
@@ -110,26 +119,26 @@ export function createSubmissionActivities(deps: {
 
     /** Five days without an answer: the rest is refused, and the sender told. */
     async giveUpSubmission(messageId: string, lastError: string): Promise<string> {
-      const p = await pending(messageId);
-      if (p) await record(messageId, p.recipients, 'failed', `gave up after 5 days: ${lastError}`);
-      if (p) await bounceRefused(messageId, p.mailbox);
+      const p = await pending(deps, messageId);
+      if (p) await record(deps, messageId, p.recipients, 'failed', `gave up after 5 days: ${lastError}`);
+      if (p) await bounceRefused(deps, messageId, p.mailbox);
       return `gave up: ${lastError}`;
     },
   };
+}
 
-  /** Refusals not yet told to the sender go into their inbox as one notice (and are marked told). */
-  async function bounceRefused(messageId: string, mailbox: string) {
-    const refused = await sql<Refusal[]>`
+/** Refusals not yet told to the sender go into their inbox as one notice (and are marked told). */
+async function bounceRefused({ sql, config }: Deps, messageId: string, mailbox: string) {
+  const refused = await sql<Refusal[]>`
       update submission_recipient set smtp_response = smtp_response || ' (sender notified)'
       where message_id = ${messageId} and outcome = 'failed' and smtp_response not like '%(sender notified)'
       returning recipient, smtp_response as reply`;
-    if (refused.length === 0) return;
-    const [m] = await sql<
-      { subject: string | null }[]
-    >`select subject from held_message where id = ${messageId}`;
-    const notice = await failureNotice(config, mailbox, m?.subject ?? null, refused);
-    await withMailbox(config, mailbox, (imap) => imap.append('INBOX', notice, []));
-  }
+  if (refused.length === 0) return;
+  const [m] = await sql<
+    { subject: string | null }[]
+  >`select subject from held_message where id = ${messageId}`;
+  const notice = await failureNotice(config, mailbox, m?.subject ?? null, refused);
+  await withMailbox(config, mailbox, (imap) => imap.append('INBOX', notice, []));
 }
 
 const bodyRef = (p: Pending) => ({

@@ -49,15 +49,7 @@ export async function startMailboxWorld(
     MXF_TASK_QUEUE: taskQueue,
   };
   const config = testConfig(env);
-  const runbook: Runbook = runbookSchema.parse({
-    ...runbookWithPrimaryAt(await freePort()),
-    id: domain.split('.')[0],
-    name: 'Harbourline Freight',
-    domains: [domain],
-    recipients: [address],
-  });
-  mkdirSync(runbooksDir, { recursive: true });
-  writeFileSync(join(runbooksDir, `${runbook.id}.yaml`), stringify(runbook));
+  const runbook = await customerOf(address, runbooksDir);
   const sql = createSql(config);
   const samples = await samplesFor(address);
   await holdBacklog(sql, runbook.id, [address], samples.length, { compose: async (i) => samples[i]!.raw });
@@ -80,20 +72,7 @@ export async function startMailboxWorld(
   try {
     await waitFor('the web inbox', () => tcpOpen('127.0.0.1', config.mailbox.web.port), { process: mailbox });
     const client = new Client({ connection, namespace: config.temporal.namespace });
-    const handle = await ringOutage(client, taskQueue, runbook, samples.length);
-    await eventually(
-      'declared',
-      () => handle.query(statusQuery),
-      (s) => s.phase === 'awaiting-instructions',
-      60_000,
-    );
-    await handle.executeUpdate(instructUpdate, { args: [{ action: 'mailboxes', actor: 'ops:alice' }] });
-    await eventually(
-      'the mailbox filled',
-      () => handle.query(statusQuery),
-      (s) => s.counts.copiedToMailboxes === samples.length,
-      60_000,
-    );
+    await fillMailboxes(client, taskQueue, runbook, samples.length);
   } catch (err) {
     await stop();
     throw err;
@@ -123,4 +102,37 @@ export async function startMailboxWorld(
     },
     stop,
   };
+}
+
+/** One customer, on loopback, whose runbook lists `address`; its file where the service processes read runbooks. */
+async function customerOf(address: string, runbooksDir: string): Promise<Runbook> {
+  const domain = address.slice(address.indexOf('@') + 1);
+  const runbook = runbookSchema.parse({
+    ...runbookWithPrimaryAt(await freePort()),
+    id: domain.split('.')[0],
+    name: 'Harbourline Freight',
+    domains: [domain],
+    recipients: [address],
+  });
+  mkdirSync(runbooksDir, { recursive: true });
+  writeFileSync(join(runbooksDir, `${runbook.id}.yaml`), stringify(runbook));
+  return runbook;
+}
+
+/** The outage declared and told to give people mailboxes, until every held message is in one. */
+async function fillMailboxes(client: Client, taskQueue: string, runbook: Runbook, held: number) {
+  const handle = await ringOutage(client, taskQueue, runbook, held);
+  await eventually(
+    'declared',
+    () => handle.query(statusQuery),
+    (s) => s.phase === 'awaiting-instructions',
+    60_000,
+  );
+  await handle.executeUpdate(instructUpdate, { args: [{ action: 'mailboxes', actor: 'ops:alice' }] });
+  await eventually(
+    'the mailbox filled',
+    () => handle.query(statusQuery),
+    (s) => s.counts.copiedToMailboxes === held,
+    60_000,
+  );
 }
