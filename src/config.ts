@@ -160,6 +160,13 @@ export const envSchema = z
     MXF_SUBMISSION_RELAY_PORT: port(10587),
     MXF_AUTH_POLICY_PORT: port(10588),
     MXF_DOVECOT_MASTER_SECRET: z.string().min(16, 'expected at least 16 characters').optional(),
+    MXF_DOVECOT_MASTER_NETS: z
+      .string()
+      .regex(
+        /^[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*$/,
+        'expected comma-separated networks, e.g. 127.0.0.0/8,10.0.0.0/8',
+      )
+      .default('127.0.0.0/8'),
     MXF_WEBMAIL_HOST: host.default('127.0.0.1'),
     MXF_WEBMAIL_PORT: port(8025),
     MXF_WEBMAIL_URL: z
@@ -308,6 +315,8 @@ function mailboxOf(env: z.output<typeof envSchema>) {
     authPolicyPort: env.MXF_AUTH_POLICY_PORT,
     /** Our services sign in to any mailbox as `<address>*mxf-master` with it; else keys/dovecot-master.secret. */
     masterSecret: env.MXF_DOVECOT_MASTER_SECRET,
+    /** Where our services sign in from as the master user; from anywhere else its password is refused. */
+    masterNets: env.MXF_DOVECOT_MASTER_NETS,
     web: { host: env.MXF_WEBMAIL_HOST, port: env.MXF_WEBMAIL_PORT, url: webUrl.replace(/\/+$/, '') },
   };
 }

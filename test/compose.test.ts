@@ -15,8 +15,11 @@ const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { 
   >;
 };
 
-// ${VAR:-default} as compose expands it when VAR is unset.
-const expand = (value: string | number) => String(value).replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$1');
+// ${VAR:-default} as compose expands it when VAR is unset; ${VAR:?message} (required) as if VAR were set.
+const expand = (value: string | number) =>
+  String(value)
+    .replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$1')
+    .replace(/\$\{([A-Z_]+):\?[^}]*\}/g, 'value-of-$1-as-set-by-the-operator');
 
 /** Built from this repository's Dockerfile (any of its targets); MinIO's image has a Dockerfile of its own. */
 const fromOurDockerfile = (build: unknown) =>
@@ -58,6 +61,9 @@ test('compose: Dovecot and the services that reach it agree on its address, port
   }
   assert.equal(mailbox.mailbox.imapPort, dovecot.mailbox.imapPort);
   assert.equal(dovecot.mailbox.serviceHost, 'mailbox', 'Dovecot hands submissions to the mailbox service');
+  const secret = String(compose.services.dovecot?.environment?.MXF_DOVECOT_MASTER_SECRET);
+  assert.match(secret, /^\$\{MXF_DOVECOT_MASTER_SECRET:\?/, 'no well-known default master secret: compose refuses to start');
+  assert.ok(!dovecot.mailbox.masterNets.split(',').includes('0.0.0.0/0'), 'master sign-ins only from inside');
   assert.equal(mailbox.mailbox.relayPort, dovecot.mailbox.relayPort);
   assert.equal(mailbox.mailbox.authPolicyPort, dovecot.mailbox.authPolicyPort);
 });

@@ -30,6 +30,13 @@ import { type SendOutcome, sendVia, TargetDeferred } from './smtp-send';
 // whether the copy got there before it sends it again (settleInterrupted).
 
 const SETTLE_AT_ONCE = 200;
+/**
+ * A 'copying' row is settled only once it is older than the activity's heartbeat timeout (20 s) and then some: by
+ * then the attempt that wrote it is dead or has been told so, never still copying beside us.
+ */
+const SETTLE_AFTER_S = 30;
+/** A batch ends after this, well inside the activity's 15-minute start-to-close, so no retry runs beside it. */
+const BATCH_TIME_MS = 10 * 60_000;
 
 type Folder = 'INBOX' | 'Junk';
 
@@ -43,14 +50,19 @@ export async function fillMailboxes(
   const gate = spamGateFor({ kind: 'mailboxes' }, spamPolicyOf(input.runbook));
   const tally = new BatchTally();
   const lmtp = lmtpTransport(config);
+  // Heartbeats for the whole batch, also while settling and provisioning: a short heartbeat timeout finds a dead
+  // worker quickly, and a live one is never declared dead (which would start a retry beside it).
+  const beat = setInterval(() => heartbeat(), HEARTBEAT_EVERY_MS);
   try {
-    await provisionMailboxes(sql, input.runbook, input.outageId ?? null);
     await settleInterrupted(deps, customerId);
     const batch = await nextBatch(sql, customerId, key, gate, input.limit);
+    // After the batch is read: every recipient in it has a mailbox before its copy goes to Dovecot.
+    await provisionMailboxes(sql, input.runbook, input.outageId ?? null);
     await copyBatch(deps, input, batch, tally, lmtp);
   } catch (err) {
     throw stopped(err, tally);
   } finally {
+    clearInterval(beat);
     lmtp.close();
   }
   const remaining = await countHeldMessages(sql, customerId, key, gate);
@@ -68,25 +80,20 @@ async function copyBatch(
   const key = mailboxTargetKey(input.runbook.id);
   const threshold = spamPolicyOf(input.runbook).quarantineAt;
   const bodies = new BatchBodies(objects, config.s3.bucket, batch);
-  let lastMessageId: string | undefined;
-  const beat = setInterval(() => heartbeat({ lastMessageId }), HEARTBEAT_EVERY_MS);
   const cancelled = Context.current().cancellationSignal;
-  try {
-    for (const message of batch) {
-      if (cancelled.aborted) throw new Error('mailbox fill cancelled');
-      const raw = tagged(message, await bodies.read(message), threshold);
-      // The ledger keeps recipients as stored (the held definition matches them exactly); Dovecot's are lower case.
-      const recipients = message.recipients;
-      await mark(sql, message.id, recipients, key, 'copying');
-      const lower = recipients.map((r) => r.toLowerCase());
-      const outcome = message.quarantined
-        ? await appendToJunk(config, lower, raw)
-        : await sendVia([lmtp], { from: message.envelope_from, to: lower }, raw);
-      await settle(sql, message.id, key, asStored(outcome, recipients), recipients, tally);
-      lastMessageId = message.id;
-    }
-  } finally {
-    clearInterval(beat);
+  const stopAt = Date.now() + BATCH_TIME_MS;
+  for (const message of batch) {
+    if (cancelled.aborted) throw new Error('mailbox fill cancelled');
+    if (Date.now() > stopAt) break; // the rest in the next batch
+    const raw = tagged(message, await bodies.read(message), threshold);
+    // The ledger keeps recipients as stored (the held definition matches them exactly); Dovecot's are lower case.
+    const recipients = message.recipients;
+    await mark(sql, message.id, recipients, key, 'copying');
+    const lower = recipients.map((r) => r.toLowerCase());
+    const outcome = message.quarantined
+      ? await appendToJunk(config, lower, raw)
+      : await sendVia([lmtp], { from: message.envelope_from, to: lower }, raw);
+    await settle(sql, message.id, key, asStored(outcome, recipients), recipients, tally);
   }
 }
 
@@ -150,12 +157,28 @@ async function settle(
   }
 }
 
-/** Quarantined mail goes to Junk, where people look for what a filter held back, never to the inbox. */
+/**
+ * Quarantined mail goes to Junk, where people look for what a filter held back, never to the inbox. A mailbox we
+ * cannot sign in to (closed, deleted) refuses its copy for good, like LMTP's 550: it does not stop the others.
+ */
 async function appendToJunk(config: Config, recipients: string[], raw: Buffer): Promise<SendOutcome> {
-  for (const address of recipients)
-    await withMailbox(config, address, (imap) => imap.append('Junk', raw, []));
-  return { kind: 'sent', accepted: recipients, refused: [], deferred: [], response: 'appended to Junk' };
+  const accepted: string[] = [];
+  const refused: { recipient: string; reply: string }[] = [];
+  for (const address of recipients) {
+    try {
+      await withMailbox(config, address, (imap) => imap.append('Junk', raw, []));
+      accepted.push(address);
+    } catch (err) {
+      if (!signInRefused(err)) throw err;
+      refused.push({ recipient: address, reply: `IMAP: ${(err as { responseText?: string }).responseText}` });
+    }
+  }
+  return { kind: 'sent', accepted, refused, deferred: [], response: 'appended to Junk' };
 }
+
+/** Dovecot refused the master sign-in itself (no such mailbox, closed): nothing a retry changes. */
+const signInRefused = (err: unknown) =>
+  (err as { authenticationFailed?: boolean }).authenticationFailed === true;
 
 /**
  * A worker that died between handing Dovecot a copy and recording it left 'copying' rows. For each, look in the
@@ -168,7 +191,7 @@ async function settleInterrupted(deps: DeliveryDeps, customerId: string) {
   const rows = await sql<(StoredBody & { id: string; recipient: string; message_header: string | null })[]>`
     select m.id, m.object_key, m.body_offset, m.size_bytes, m.message_id as message_header, d.recipient
     from delivery_ledger d join held_message m on m.id = d.message_id
-    where d.target = ${key} and d.outcome = 'copying'
+    where d.target = ${key} and d.outcome = 'copying' and d.recorded_at < now() - ${SETTLE_AFTER_S} * interval '1 second'
     order by m.id limit ${SETTLE_AT_ONCE}`;
   if (rows.length === 0) return;
   const bodies = new BatchBodies(objects, config.s3.bucket, rows);
@@ -196,12 +219,13 @@ async function holds(
     try {
       const query = messageIdHeader
         ? { header: { 'message-id': messageIdHeader } }
-        : { larger: raw.length - 1, smaller: raw.length + 2048 };
+        : { larger: raw.length - 1, smaller: 2 * raw.length + 65_536 };
       const uids = (await imap.search(query, { uid: true })) || [];
       for (const uid of uids) {
         const found = await imap.fetchOne(String(uid), { source: true }, { uid: true });
         const source = found === false ? undefined : found.source;
-        if (source && source.indexOf(raw) !== -1) return true;
+        // Dovecot keeps lines as it likes and gives them back with CRLF: compare the lines, not the line ends.
+        if (source && lines(source).includes(lines(raw))) return true;
       }
     } finally {
       lock.release();
@@ -209,6 +233,8 @@ async function holds(
   }
   return false;
 }
+
+const lines = (b: Buffer) => b.toString('latin1').replace(/\r\n/g, '\n');
 
 /** LMTP to our Dovecot; its STARTTLS certificate is the stack's own, on this host. */
 function lmtpTransport(config: Config) {

@@ -30,14 +30,23 @@ export function createMailboxActivities(deps: { sql: Sql; config: Config; log: L
     async expireMailboxes(): Promise<number> {
       let deleted = 0;
       for (const { address, customer_id } of await expiredMailboxes(sql)) {
-        await withMailbox(config, address, emptyMailbox);
+        try {
+          await withMailbox(config, address, emptyMailbox);
+        } catch (err) {
+          // One mailbox Dovecot will not open must not keep every other one past its retention.
+          log.error({ err, address }, 'could not empty an expired temporary mailbox; trying again next hour');
+          continue;
+        }
         await sql.begin(async (tx) => {
-          await tx`update mailbox set deleted_at = now() where address = ${address}`;
+          // Still closed and expired: a new outage may have opened it again meanwhile.
+          const [row] = await tx`update mailbox set deleted_at = now() where address = ${address}
+            and closed_at is not null and closed_at + retention <= now() returning address`;
+          if (!row) return;
           await tx`insert into audit_event (actor, action, customer_id, detail)
             values ('retention', 'mailbox.deleted', ${customer_id}, ${tx.json({ address })})`;
+          deleted++;
         });
         log.info({ address, customerId: customer_id }, 'temporary mailbox deleted after its retention');
-        deleted++;
       }
       return deleted;
     },

@@ -1,4 +1,4 @@
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import { dkimSign } from 'mailauth';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import type { Config } from '../config';
@@ -8,6 +8,7 @@ import { withMailbox } from '../mailbox/imap';
 import type { Sql } from '../store/db';
 import type { ObjectStore } from '../store/objects';
 import { readBody } from '../store/objects';
+import { HEARTBEAT_EVERY_MS } from './deliver';
 import { mailboxDestination, RouteUnusable, routeTo } from './route';
 import { type SendOutcome, sendVia, TargetDeferred, transportFor } from './smtp-send';
 
@@ -106,10 +107,16 @@ export function createSubmissionActivities(deps: Deps) {
       const byDomain = new Map<string, string[]>();
       for (const r of p.recipients) byDomain.set(domainOf(r), [...(byDomain.get(domainOf(r)) ?? []), r]);
       const deferred: string[] = [];
-      for (const to of byDomain.values()) {
-        heartbeat();
-        const why = await sendToDomain(deps, messageId, p, raw, to);
-        if (why) deferred.push(why);
+      // Also while one server takes minutes to answer: a live attempt is never taken for dead and retried beside.
+      const beat = setInterval(() => heartbeat(), HEARTBEAT_EVERY_MS);
+      try {
+        for (const to of byDomain.values()) {
+          if (Context.current().cancellationSignal.aborted) throw new Error('submission delivery cancelled');
+          const why = await sendToDomain(deps, messageId, p, raw, to);
+          if (why) deferred.push(why);
+        }
+      } finally {
+        clearInterval(beat);
       }
       await bounceRefused(deps, messageId, p.mailbox);
       if (deferred.length)

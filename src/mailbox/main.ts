@@ -8,7 +8,9 @@ import { createObjectStore } from '../store/objects';
 import { buildWebmail } from '../webmail/app';
 import { startAuthPolicy } from './auth-policy';
 import { buildSubmissionRelay } from './relay';
-import { submitFromMailbox } from './submit';
+import { resumeSubmissions, submitFromMailbox } from './submit';
+
+const RESUME_EVERY_MS = 60_000;
 
 // The mailbox service: the relay behind Dovecot's submission, Dovecot's sign-in policy, and the web inbox. Both send through one function
 // (submitFromMailbox), so a message written in a phone's mail app and one written in a browser go the same way.
@@ -40,11 +42,19 @@ async function main() {
     submit: (mailbox, message) => submitFromMailbox(deps, mailbox, message),
   });
   await web.listen({ host: config.mailbox.web.host, port: config.mailbox.web.port });
+  const resume = setInterval(
+    () =>
+      void resumeSubmissions(deps).catch((err) =>
+        log.warn({ err }, 'could not start the deliveries of stored submissions; trying again in a minute'),
+      ),
+    RESUME_EVERY_MS,
+  );
   log.info(
     { relayPort: config.mailbox.relayPort, web: config.mailbox.web.url },
     'mailbox service: submission relay and web inbox listening',
   );
   const stop = async () => {
+    clearInterval(resume);
     await Promise.allSettled([
       web.close(),
       new Promise((r) => relay.close(() => r(undefined))),

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Client } from '@temporalio/client';
+import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { Config } from '../config';
@@ -58,17 +58,23 @@ export async function submitFromMailbox(
   const runbook = await openMailboxRunbook(deps, address);
   checkSender(address, message);
   const raw = withSubmissionHeaders(message.raw, address);
-  const local = message.recipients.filter((r) => isOurs(deps.runbooks, r));
+  // Colleagues: the sender's own customer. Another customer's people are outside like anyone (our ingest holds
+  // their mail if their servers are down too): their filter and their outage are theirs.
+  const local = message.recipients.filter((r) => isOurs(runbook, r));
   for (const r of local)
-    if (!acceptsRecipient(runbook, r) && !deps.runbooks.some((rb) => acceptsRecipient(rb, r)))
-      throw new SubmissionRefused(550, `5.1.1 <${r}>: no such mailbox here`);
-  const outside = message.recipients.filter((r) => !isOurs(deps.runbooks, r));
+    if (!acceptsRecipient(runbook, r)) throw new SubmissionRefused(550, `5.1.1 <${r}>: no such mailbox here`);
+  const outside = message.recipients.filter((r) => !isOurs(runbook, r));
   // Filed first: if storing fails after it, the person sees it in Sent and may send again (one extra copy in
   // Sent); the other way round, a failure would have sent mail that Sent never shows.
   await fileInSent(deps, address, raw);
   const id = await store(deps, { address, runbook, raw, local, outside });
-  if (outside.length) await startSubmission(deps.client, deps.config.temporal.taskQueue, id);
-  await ringColleagues(deps, local);
+  // Stored: from here it is ours to deliver. Temporal down now is no reason to refuse (and have it sent twice);
+  // resumeSubmissions starts what has no workflow yet.
+  if (outside.length)
+    await startSubmission(deps.client, deps.config.temporal.taskQueue, id).catch((err) =>
+      deps.log.warn({ err, messageId: id }, 'submission stored; its delivery starts when Temporal answers'),
+    );
+  await ringColleagues(deps, runbook, local);
   deps.log.info(
     { mailbox: address, messageId: id, local: local.length, outside: outside.length },
     'mail submitted',
@@ -96,7 +102,7 @@ function checkSender(address: string, message: { raw: Buffer; envelopeFrom: stri
   if (from.length === 0 || from.some((a) => a.toLowerCase() !== address)) throw refuse();
   if (message.recipients.length === 0) throw new SubmissionRefused(554, '5.5.1 no recipients');
   if (message.recipients.length > MAX_SUBMISSION_RECIPIENTS)
-    throw new SubmissionRefused(452, `4.5.3 at most ${MAX_SUBMISSION_RECIPIENTS} recipients per message`);
+    throw new SubmissionRefused(552, `5.5.3 at most ${MAX_SUBMISSION_RECIPIENTS} recipients per message`);
 }
 
 type Parsed = { address?: string; group?: Parsed[] };
@@ -120,13 +126,8 @@ function withSubmissionHeaders(raw: Buffer, address: string): Buffer {
   return added.length ? Buffer.concat([Buffer.from(`${added.join('\r\n')}\r\n`), raw]) : raw;
 }
 
-const isOurs = (runbooks: readonly Runbook[], address: string) => {
-  const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-  return runbooks.some((rb) => rb.domains.includes(domain));
-};
-
-const customerOf = (runbooks: readonly Runbook[], address: string) =>
-  runbooks.find((rb) => acceptsRecipient(rb, address))!;
+const isOurs = (runbook: Runbook, address: string) =>
+  runbook.domains.includes(address.slice(address.lastIndexOf('@') + 1).toLowerCase());
 
 /**
  * The body to MinIO, then one transaction: the held message (for the sender and colleagues), its copy in the
@@ -143,7 +144,7 @@ async function store(
   await objects.putObject(config.s3.bucket, objectKey, m.raw, m.raw.length);
   const recipients = [...new Set([m.address, ...m.local.map((r) => r.toLowerCase())])].map((address) => ({
     address,
-    customerId: address === m.address ? m.runbook.id : customerOf(deps.runbooks, address).id,
+    customerId: m.runbook.id,
   }));
   return sql.begin(async (tx) => {
     const id = await commitHeldMessage(tx as unknown as Sql, {
@@ -177,15 +178,36 @@ async function fileInSent(deps: SubmitDeps, address: string, raw: Buffer) {
   await withMailbox(deps.config, address, (imap) => imap.append('Sent', raw, ['\\Seen']));
 }
 
-/** Colleagues' mail is held mail of their customer: ring, so that their temporary mailboxes get it now. */
-async function ringColleagues(deps: SubmitDeps, local: string[]) {
-  const customers = new Set(local.map((r) => customerOf(deps.runbooks, r)));
-  for (const runbook of customers)
-    await ringOutage(deps.client, deps.config.temporal.taskQueue, runbook, 1).catch((err) =>
-      // The reconciler rings every customer with held mail within a minute anyway.
-      deps.log.warn(
-        { err, customerId: runbook.id },
-        'could not ring the outage for a colleague; the reconciler will',
-      ),
-    );
+/** Colleagues' mail is held mail: ring, so that their temporary mailboxes get it now. */
+async function ringColleagues(deps: SubmitDeps, runbook: Runbook, local: string[]) {
+  if (local.length === 0) return;
+  await ringOutage(deps.client, deps.config.temporal.taskQueue, runbook, 1).catch((err) =>
+    // The reconciler rings every customer with held mail within a minute anyway.
+    deps.log.warn(
+      { err, customerId: runbook.id },
+      'could not ring the outage for a colleague; the reconciler will',
+    ),
+  );
+}
+
+/**
+ * Submissions stored while Temporal did not answer have no delivery workflow: start one for each message with
+ * recipients still unanswered (the fixed workflow id makes a second start a no-op). The mailbox service runs it
+ * every minute.
+ */
+export async function resumeSubmissions(
+  deps: Pick<SubmitDeps, 'sql' | 'client' | 'config'>,
+): Promise<number> {
+  const rows = await deps.sql<{ id: string }[]>`
+    select distinct message_id::text as id from submission_recipient where outcome is null`;
+  let started = 0;
+  for (const { id } of rows) {
+    try {
+      await startSubmission(deps.client, deps.config.temporal.taskQueue, id);
+      started++;
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    }
+  }
+  return started;
 }

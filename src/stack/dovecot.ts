@@ -23,6 +23,8 @@ export interface DovecotOptions {
   relay?: { host: string; port: number };
   /** The master user's password (src/mailbox/imap.ts): our services sign in to any mailbox with it. */
   masterSecret?: string;
+  /** Networks the master user may sign in from (our services'), comma-separated CIDRs; loopback by default. */
+  masterNets?: string;
   /** Our authentication policy server (src/mailbox/auth-policy.ts): last sign-in, lockout after failures. */
   authPolicyUrl?: string;
   /** postgres://user@host:port/db, as DATABASE_URL. */
@@ -77,6 +79,10 @@ export function dovecotConfig(opts: DovecotOptions): string {
     'ssl_dh = </usr/share/dovecot/dh.pem',
     'disable_plaintext_auth = yes',
     'auth_mechanisms = plain login',
+    // Every address a recipient may have (RFC 5322 atext, dot, @) signs in; "*" alone is left out: it separates
+    // a master login. No recipient delimiter: a+b@ is its own mailbox, never a@'s. SQL escapes what goes to PostgreSQL.
+    `auth_username_chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_@+=!#$%&'/?^\`{|}~"`,
+    'recipient_delimiter =',
     // Our services sign in to any mailbox as `<address>*mxf-master` (src/mailbox/imap.ts); then the sql passdb
     // below is still asked whether the mailbox exists (result_success = continue).
     ...(opts.masterSecret
@@ -174,7 +180,10 @@ export async function startDovecot(opts: DovecotOptions): Promise<ManagedProcess
   writeFileSync(join(opts.dir, 'sql.conf.ext'), sqlConfig(opts.databaseUrl), { mode: 0o600 });
   if (opts.masterSecret) {
     const masterUsers = join(opts.dir, 'master-users');
-    writeFileSync(masterUsers, `${MASTER_USER}:${hashMailboxPassword(opts.masterSecret)}\n`, { mode: 0o600 });
+    // allow_nets: from anywhere else the master password is refused, even right (IMAP is published to the world).
+    const nets = opts.masterNets ?? '127.0.0.0/8';
+    const entry = `${MASTER_USER}:${hashMailboxPassword(opts.masterSecret)}::::::allow_nets=${nets}\n`;
+    writeFileSync(masterUsers, entry, { mode: 0o600 });
     // Dovecot's auth process reads it as 'dovecot' under root: a root-owned 0600 file refused every master sign-in.
     if (ids) chownSync(masterUsers, ids.uid, ids.gid);
   }

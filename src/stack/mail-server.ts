@@ -31,6 +31,7 @@ export async function startMailServer(
       relay: { host: config.mailbox.serviceHost, port: relayPort },
       authPolicyUrl: `http://${config.mailbox.serviceHost}:${config.mailbox.authPolicyPort}/`,
       masterSecret: masterSecret(config),
+      masterNets: config.mailbox.masterNets,
       databaseUrl: config.database.url,
       tls,
       logFile: join(logs, 'dovecot.log'),

@@ -42,6 +42,8 @@ export async function listOutageMessages(sql: Sql, f: MessageFilter): Promise<Me
     left join lateral (
       select d.outcome, d.target, d.recorded_at from delivery_ledger d
       where d.message_id = r.message_id and d.recipient = r.recipient
+        -- a copy in a temporary mailbox is not a delivery: the message is still held
+        and d.outcome in ('delivered', 'failed')
       order by d.recorded_at desc limit 1) l on true
     where r.customer_id = ${f.customerId}
       and ((${f.includeHeld} and l.outcome is null) or l.recorded_at between ${f.window.from} and ${f.window.to})

@@ -23,10 +23,13 @@ export function heldRecipient(sql: Sql, target: HeldFor) {
     target === 'each-customers-primary'
       ? sql`${PRIMARY_TARGET_KEY_SQL_PREFIX} || r.customer_id`
       : sql`${target.targetKey}`;
+  // A temporary mailbox holds copies of what is held for the customer's own servers: what their server refused for
+  // good is not copied either (target mailbox:<customer>, never a delivery; see migrations/006).
   return sql`not exists (
     select 1 from delivery_ledger d
     where d.message_id = r.message_id and d.recipient = r.recipient
-      and (d.outcome = 'delivered' or d.target = ${key}))`;
+      and (d.outcome = 'delivered' or d.target = ${key}
+           or (${key} like 'mailbox:%' and d.target = ${PRIMARY_TARGET_KEY_SQL_PREFIX} || r.customer_id)))`;
 }
 
 /**
@@ -40,10 +43,14 @@ export const quarantinedMessage = (sql: Sql) =>
 /** The spam condition on a `held_message m` row: may this delivery take it? */
 export function deliverable(sql: Sql, gate: SpamGate) {
   const quarantined = quarantinedMessage(sql);
+  // What people wrote in temporary mailboxes is held for their own servers (their sent copies, colleagues' mail):
+  // never forwarded or redirected to an outside mailbox.
+  const notSubmitted = sql`not exists (select 1 from submission s where s.message_id = m.id)`;
   if (gate.outside)
     return gate.deliverUnscored
-      ? sql`not ${quarantined}`
-      : sql`((m.scored_at is not null or m.spam_review is not distinct from 'released') and not ${quarantined})`;
+      ? sql`(not ${quarantined} and ${notSubmitted})`
+      : sql`((m.scored_at is not null or m.spam_review is not distinct from 'released') and not ${quarantined}
+             and ${notSubmitted})`;
   if (gate.waitForScore)
     // A message the scorer gave up on waits no longer: it goes in unscored, as it would to the primary.
     return sql`((m.scored_at is not null or m.score_attempts >= ${SCORE_ATTEMPTS}

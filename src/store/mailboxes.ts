@@ -1,6 +1,6 @@
 import { type MailboxCounts, mailboxTargetKey } from '../domain/delivery';
 import type { Sql } from './db';
-import { heldRecipient } from './held';
+import { heldRecipient, quarantinedMessage } from './held';
 
 // Temporary mailboxes as operators see them: counts in the outage's status, one row per person in the API.
 
@@ -55,8 +55,9 @@ export async function expiredMailboxes(sql: Sql): Promise<{ address: string; cus
         select 1 from held_recipient r join held_message m on m.id = r.message_id
         where r.customer_id = b.customer_id
           and ${heldRecipient(sql, 'each-customers-primary')}
-          -- marked spam by an operator: never delivered anywhere, so it holds nothing back
-          and coalesce(m.spam_review, '') <> 'spam'
+          -- quarantined (or marked spam): the mailbox's copy is in Junk, and the message may wait for an operator
+          -- for ever (restoreQuarantined: keep); it holds nothing back
+          and not ${quarantinedMessage(sql)}
           and (lower(r.recipient) = b.address
                or exists (select 1 from delivery_ledger c where c.message_id = r.message_id
                           and c.target = 'mailbox:' || b.customer_id and lower(c.recipient) = b.address)))`;

@@ -156,6 +156,11 @@ export class OutageRun {
     this.s.primaryHealthy = this.s.lastProbe.some((p) => p.ok);
   }
 
+  /** The mailboxes instruction ran at least once (even if every batch failed, mailboxes may exist). */
+  hadMailboxes(): boolean {
+    return this.s.mailboxes !== undefined || this.s.history.some((h) => h.instruction.action === 'mailboxes');
+  }
+
   /** The outage is over: its temporary mailboxes refuse sign-in, and are deleted after the runbook's retention. */
   async closeMailboxes() {
     this.s.mailboxes = await closeMailboxes.executeWithOptions(

@@ -159,10 +159,10 @@ async function close(run: OutageRun, opts: { force?: boolean } = {}): Promise<Ou
   await condition(allHandlersFinished);
   await run.recount();
   if (!opts.force && (run.s.heldMessages > 0 || run.courseChanged || run.newMail)) return undefined;
-  // Runs without temporary mailboxes (all those recorded before them) schedule nothing here.
-  if (run.s.mailboxes) await run.closeMailboxes();
   run.s.resolvedAt = new Date().toISOString();
-  run.setPhase('closed');
+  run.setPhase('closed'); // first: an update arriving while the mailboxes close is refused, not lost
+  // Runs that never had temporary mailboxes (all those recorded before them) schedule nothing here.
+  if (run.hadMailboxes()) await run.closeMailboxes();
   return run.s;
 }
 
