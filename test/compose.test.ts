@@ -62,7 +62,11 @@ test('compose: Dovecot and the services that reach it agree on its address, port
   assert.equal(mailbox.mailbox.imapPort, dovecot.mailbox.imapPort);
   assert.equal(dovecot.mailbox.serviceHost, 'mailbox', 'Dovecot hands submissions to the mailbox service');
   const secret = String(compose.services.dovecot?.environment?.MXF_DOVECOT_MASTER_SECRET);
-  assert.match(secret, /^\$\{MXF_DOVECOT_MASTER_SECRET:\?/, 'no well-known default master secret: compose refuses to start');
+  assert.match(
+    secret,
+    /^\$\{MXF_DOVECOT_MASTER_SECRET:\?/,
+    'no well-known default master secret: compose refuses to start',
+  );
   assert.ok(!dovecot.mailbox.masterNets.split(',').includes('0.0.0.0/0'), 'master sign-ins only from inside');
   assert.equal(mailbox.mailbox.relayPort, dovecot.mailbox.relayPort);
   assert.equal(mailbox.mailbox.authPolicyPort, dovecot.mailbox.authPolicyPort);
