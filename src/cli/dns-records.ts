@@ -30,6 +30,10 @@ function recordsFor(config: Config): { domain: string; records: DnsRecordToPubli
       'No SPF record: we do not know our sending addresses. Set MXF_MX_ADDRESSES, then run this again.',
     );
   }
+  if (addresses.length > 0)
+    notes.push(
+      `Each customer whose people will reply from temporary mailboxes: add include:${domain} to the SPF record of their domains, or receivers may refuse the replies (see README "Temporary mailboxes").`,
+    );
   if (config.outbound.relay) {
     notes.push(
       `Mail leaves through MXF_SMTP_RELAY (${config.outbound.relay.host}): add its sending addresses to the SPF record.`,
