@@ -163,8 +163,10 @@ async function store(
     });
     // Written by a person we signed in: no spam score to wait for, nothing to quarantine.
     await tx`update held_message set scored_at = now(), spam_verdict = 'clean' where id = ${id}`;
-    await tx`insert into delivery_ledger (message_id, recipient, target, outcome, smtp_response)
-             values (${id}, ${m.address}, ${mailboxTargetKey(m.runbook.id)}, 'copied', 'sent by this mailbox: in Sent')`;
+    // Already in Sent: not copied to the sender's inbox too, unless they wrote to themselves.
+    if (!m.local.some((r) => r.toLowerCase() === m.address))
+      await tx`insert into delivery_ledger (message_id, recipient, target, outcome, smtp_response)
+               values (${id}, ${m.address}, ${mailboxTargetKey(m.runbook.id)}, 'copied', 'sent by this mailbox: in Sent')`;
     await tx`insert into submission (message_id, mailbox, customer_id) values (${id}, ${m.address}, ${m.runbook.id})`;
     if (m.outside.length)
       await tx`insert into submission_recipient (message_id, recipient)

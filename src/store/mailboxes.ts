@@ -38,7 +38,9 @@ export async function listMailboxes(sql: Sql, customerId: string): Promise<Mailb
       to_json(b.last_sign_in_at)#>>'{}' as "lastSignInAt", to_json(b.closed_at)#>>'{}' as "closedAt",
       to_json(b.closed_at + b.retention)#>>'{}' as "deleteAfter",
       (select count(*)::int from delivery_ledger d
-        where d.target = ${mailboxTargetKey(customerId)} and d.outcome = 'copied' and lower(d.recipient) = b.address) as copied,
+        where d.target = ${mailboxTargetKey(customerId)} and d.outcome = 'copied' and lower(d.recipient) = b.address
+          and not exists (select 1 from submission s where s.message_id = d.message_id and s.mailbox = b.address))
+        as copied,
       (select count(*)::int from submission s where s.mailbox = b.address) as sent
     from mailbox b where b.customer_id = ${customerId} order by b.address`;
 }
