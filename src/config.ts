@@ -159,6 +159,7 @@ export const envSchema = z
     MXF_MAILBOX_SERVICE_HOST: host.default('127.0.0.1'),
     MXF_SUBMISSION_RELAY_PORT: port(10587),
     MXF_AUTH_POLICY_PORT: port(10588),
+    MXF_DOVEADM_PORT: port(10589),
     MXF_DOVECOT_MASTER_SECRET: z.string().min(16, 'expected at least 16 characters').optional(),
     MXF_DOVECOT_MASTER_NETS: z
       .string()
@@ -313,6 +314,8 @@ function mailboxOf(env: z.output<typeof envSchema>) {
     relayPort: env.MXF_SUBMISSION_RELAY_PORT,
     /** Where Dovecot asks before a sign-in and reports after it (src/mailbox/auth-policy.ts), on loopback. */
     authPolicyPort: env.MXF_AUTH_POLICY_PORT,
+    /** Dovecot's admin HTTP API (sessions ended at a password reset and at close), on MXF_DOVECOT_HOST. */
+    doveadmPort: env.MXF_DOVEADM_PORT,
     /** Our services sign in to any mailbox as `<address>*mxf-master` with it; else keys/dovecot-master.secret. */
     masterSecret: env.MXF_DOVECOT_MASTER_SECRET,
     /** Where our services sign in from as the master user; from anywhere else its password is refused. */

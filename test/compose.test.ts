@@ -58,6 +58,7 @@ test('compose: Dovecot and the services that reach it agree on its address, port
       `${name} shares Dovecot's master secret`,
     );
     assert.equal(c.mailbox.lmtpPort, dovecot.mailbox.lmtpPort, name);
+    assert.equal(c.mailbox.doveadmPort, dovecot.mailbox.doveadmPort, name);
   }
   assert.equal(mailbox.mailbox.imapPort, dovecot.mailbox.imapPort);
   assert.equal(dovecot.mailbox.serviceHost, 'mailbox', 'Dovecot hands submissions to the mailbox service');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { provisionMailboxes } from '../src/mailbox/provision';
 import { startApi } from './helpers/api';
-import { canSignIn } from './helpers/imap';
+import { canSignIn, imapClient } from './helpers/imap';
 import { runbookWithPrimaryAt } from './helpers/runbooks';
 import { testConfig } from './helpers/stack';
 import { startWebhookReceiver } from './helpers/webhook';
@@ -54,10 +54,22 @@ test('mailboxes: listed per person; a sign-in handed out once, reset on the next
   });
   assert.ok(await imapSignIn(reception, first.json.password), 'the handed-out password signs in to IMAP');
 
+  // A phone signed in with the first password, idle in its inbox: the next hand-out signs it out.
+  const phone = imapClient(config, reception, first.json.password);
+  await phone.connect();
+  await phone.mailboxOpen('INBOX');
+  const signedOut = new Promise<void>((resolve) => phone.once('close', () => resolve()));
+  void phone.idle().catch(() => {});
+
   const second = await api.call('POST', signInPath(reception), {
     body: { sendLinkTo: { sms: '+1 212 555 0142' } },
   });
   assert.equal(second.status, 200, second.text);
+  assert.equal(second.json.sessionsEnded, true);
+  await Promise.race([
+    signedOut,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('the old session was not ended')), 10_000)),
+  ]);
   assert.ok(!(await imapSignIn(reception, first.json.password)), 'a new hand-out replaces the old password');
   assert.ok(await imapSignIn(reception, second.json.password));
   assert.deepEqual(second.json.sent, { channel: 'sms', to: '+1 212 555 0142', ok: true });

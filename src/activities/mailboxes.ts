@@ -2,6 +2,7 @@ import type { Config } from '../config';
 import type { MailboxCounts } from '../domain/delivery';
 import { durationMs, mailboxRetention, type Runbook } from '../domain/runbook';
 import type { Logger } from '../log';
+import { kickMailboxes } from '../mailbox/doveadm';
 import { withMailbox } from '../mailbox/imap';
 import type { Sql } from '../store/db';
 import { expiredMailboxes, mailboxCounts } from '../store/mailboxes';
@@ -19,6 +20,11 @@ export function createMailboxActivities(deps: { sql: Sql; config: Config; log: L
                            retention = ${retentionMs} * interval '1 millisecond'
         where customer_id = ${runbook.id} and closed_at is null and deleted_at is null
         returning address`;
+      // Open sessions end too: a phone in IDLE would otherwise go on reading after the outage closed.
+      await kickMailboxes(
+        config,
+        closed.map((c) => c.address),
+      ).catch((err) => log.warn({ err }, 'could not end the open sessions of closed mailboxes'));
       if (closed.length)
         await sql`insert into audit_event (actor, action, customer_id, detail)
           values ('outage workflow', 'mailboxes.closed', ${runbook.id},

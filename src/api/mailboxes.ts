@@ -5,6 +5,7 @@ import { sendNotice } from '../activities/notify';
 import type { Config } from '../config';
 import { parseOutageId } from '../domain/outage-id';
 import type { Runbook } from '../domain/runbook';
+import { kickMailboxes } from '../mailbox/doveadm';
 import { issueSignInLink, LINK_TTL_MS, resetMailboxPassword } from '../mailbox/sign-in';
 import type { Sql } from '../store/db';
 import { listMailboxes, mailboxCounts } from '../store/mailboxes';
@@ -102,11 +103,19 @@ export function registerMailboxRoutes(app: FastifyInstance, deps: MailboxRouteDe
           `${destination.email} is in ${runbook.name}'s domains, whose mail servers are down: send the link to a personal address or a phone`,
         );
       const password = await resetMailboxPassword(sql, address);
+      // A phone still signed in with the old password is signed out: it must sign in again, with this one.
+      const sessionsEnded = await kickMailboxes(config, [address]).then(
+        () => true,
+        (err) => {
+          req.log.warn({ err, address }, 'could not end the old sessions of a mailbox');
+          return false;
+        },
+      );
       const link = `${config.mailbox.web.url}/link/${await issueSignInLink(sql, address)}`;
       const sent = destination ? await sendLink(config, runbook, address, link, destination) : null;
       req.auditNote = { customerId: runbook.id, detail: { mailbox: address, linkSent: sent } };
       void reply.header('cache-control', 'no-store');
-      return { ...signInOf(config, address, password, link), sent };
+      return { ...signInOf(config, address, password, link), sent, sessionsEnded };
     },
   );
 }

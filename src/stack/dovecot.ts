@@ -27,6 +27,8 @@ export interface DovecotOptions {
   masterNets?: string;
   /** Our authentication policy server (src/mailbox/auth-policy.ts): last sign-in, lockout after failures. */
   authPolicyUrl?: string;
+  /** Dovecot's admin HTTP API, for ending a mailbox's open sessions (src/mailbox/doveadm.ts). */
+  doveadm?: { port: number; apiKey: string };
   /** postgres://user@host:port/db, as DATABASE_URL. */
   databaseUrl: string;
   tls: { cert: string; key: string };
@@ -114,6 +116,12 @@ export function dovecotConfig(opts: DovecotOptions): string {
     `service lmtp {\n  inet_listener lmtp {\n    address = ${host}\n    port = ${opts.ports.lmtp}\n  }\n  unix_listener lmtp {\n    mode = 0600\n  }\n}`,
     ...submissionConfig(opts, host),
     ...authPolicyConfig(opts),
+    ...(opts.doveadm
+      ? [
+          `doveadm_api_key = ${opts.doveadm.apiKey}`,
+          `service doveadm {\n  inet_listener http {\n    address = ${host}\n    port = ${opts.doveadm.port}\n  }\n}`,
+        ]
+      : []),
     'lmtp_rcpt_check_quota = no',
     // Held mail goes into a mailbox as we hold it: no Received or Delivered-To of Dovecot's own above it.
     'lmtp_add_received_header = no',

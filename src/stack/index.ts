@@ -282,6 +282,7 @@ export async function mailboxEnv(): Promise<Record<string, string>> {
     'MXF_SUBMISSION_PORT',
     'MXF_SUBMISSION_RELAY_PORT',
     'MXF_AUTH_POLICY_PORT',
+    'MXF_DOVEADM_PORT',
     'MXF_WEBMAIL_PORT',
   ];
   const ports = await Promise.all(names.map(() => freePort()));

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import type { Config } from '../config';
+import { doveadmApiKey } from '../mailbox/doveadm';
 import { masterSecret } from '../mailbox/imap';
 import { startDovecot } from './dovecot';
 import { type Component, restartable } from './process';
@@ -32,6 +33,7 @@ export async function startMailServer(
       authPolicyUrl: `http://${config.mailbox.serviceHost}:${config.mailbox.authPolicyPort}/`,
       masterSecret: masterSecret(config),
       masterNets: config.mailbox.masterNets,
+      doveadm: { port: config.mailbox.doveadmPort, apiKey: doveadmApiKey(config) },
       databaseUrl: config.database.url,
       tls,
       logFile: join(logs, 'dovecot.log'),
