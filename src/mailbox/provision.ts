@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { primaryTargetKey } from '../domain/delivery';
 import type { Runbook } from '../domain/runbook';
 import type { Sql } from '../store/db';
-import { heldRecipient } from '../store/held';
+import { heldRecipient, quarantinedMessage } from '../store/held';
 import { hashMailboxPassword } from './password';
 
 // One temporary mailbox per recipient: the runbook's listed recipients (so each can sign in and write before any
@@ -22,7 +22,9 @@ export async function provisionMailboxes(
     with wanted as (
       select unnest(${listed}::text[]) as address
       union
-      select distinct lower(r.recipient) from held_recipient r where r.customer_id = ${runbook.id} and ${held}
+      -- Mail only the filter quarantined (a dictionary attack on recipients: any) makes nobody a mailbox.
+      select distinct lower(r.recipient) from held_recipient r join held_message m on m.id = r.message_id
+      where r.customer_id = ${runbook.id} and ${held} and not ${quarantinedMessage(sql)}
     )
     insert into mailbox (address, customer_id, outage_id, password_hash)
     select address, ${runbook.id}, ${outageId}, ${hashMailboxPassword(randomBytes(32).toString('hex'))} from wanted
