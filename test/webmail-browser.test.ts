@@ -93,10 +93,23 @@ test('on a laptop: the flood notice, its remote image blocked, its PDF saved byt
   await page.getByRole('heading', { name: 'The Quay Street office is closed' }).waitFor();
   await page.getByText('Remote images in this message are not shown').waitFor();
   assert.equal(await page.locator(`img[src="${FLOOD_MAP_URL}"]`).count(), 0, 'the remote image is blocked');
+  // The inline image is a second request: wait for it to load (or fail) before measuring it.
   const bannerWidth = await page
     .locator('.body img')
     .first()
-    .evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth);
+    .evaluate(
+      (img) =>
+        new Promise<number>((resolve) => {
+          const image = img as unknown as {
+            complete: boolean;
+            naturalWidth: number;
+            addEventListener(type: string, fn: () => void): void;
+          };
+          if (image.complete) return resolve(image.naturalWidth);
+          image.addEventListener('load', () => resolve(image.naturalWidth));
+          image.addEventListener('error', () => resolve(0));
+        }),
+    );
   assert.equal(bannerWidth, 480, 'the inline (cid:) banner is shown');
   await page.screenshot({ path: join(SHOTS, 'webmail-message.png'), fullPage: true });
 
