@@ -168,6 +168,10 @@ export const envSchema = z
         'expected comma-separated networks, e.g. 127.0.0.0/8,10.0.0.0/8',
       )
       .default('127.0.0.0/8'),
+    MXF_SUBMISSION_RECIPIENTS_PER_HOUR: positiveInt(
+      300,
+      'outside recipients a temporary mailbox may send to an hour',
+    ),
     MXF_WEBMAIL_HOST: host.default('127.0.0.1'),
     MXF_WEBMAIL_PORT: port(8025),
     MXF_WEBMAIL_URL: z
@@ -318,6 +322,8 @@ function mailboxOf(env: z.output<typeof envSchema>) {
     doveadmPort: env.MXF_DOVEADM_PORT,
     /** Our services sign in to any mailbox as `<address>*mxf-master` with it; else keys/dovecot-master.secret. */
     masterSecret: env.MXF_DOVECOT_MASTER_SECRET,
+    /** A leaked password must not turn a mailbox into a spam cannon that gets our addresses blocklisted. */
+    outsideRecipientsPerHour: env.MXF_SUBMISSION_RECIPIENTS_PER_HOUR,
     /** Where our services sign in from as the master user; from anywhere else its password is refused. */
     masterNets: env.MXF_DOVECOT_MASTER_NETS,
     web: { host: env.MXF_WEBMAIL_HOST, port: env.MXF_WEBMAIL_PORT, url: webUrl.replace(/\/+$/, '') },

@@ -64,6 +64,7 @@ export async function submitFromMailbox(
   for (const r of local)
     if (!acceptsRecipient(runbook, r)) throw new SubmissionRefused(550, `5.1.1 <${r}>: no such mailbox here`);
   const outside = message.recipients.filter((r) => !isOurs(runbook, r));
+  await checkSendingLimit(deps, address, outside.length);
   // Filed first: if storing fails after it, the person sees it in Sent and may send again (one extra copy in
   // Sent); the other way round, a failure would have sent mail that Sent never shows.
   await fileInSent(deps, address, raw);
@@ -124,6 +125,24 @@ function withSubmissionHeaders(raw: Buffer, address: string): Buffer {
       `Message-ID: <${randomBytes(12).toString('hex')}@${address.slice(address.lastIndexOf('@') + 1)}>`,
     );
   return added.length ? Buffer.concat([Buffer.from(`${added.join('\r\n')}\r\n`), raw]) : raw;
+}
+
+/**
+ * At most MXF_SUBMISSION_RECIPIENTS_PER_HOUR outside recipients per mailbox and hour: a person writing to
+ * colleagues and customers stays far below it, a stolen password sending spam does not get far. A temporary
+ * refusal (the mail app keeps the message and tries again later).
+ */
+async function checkSendingLimit(deps: SubmitDeps, address: string, adding: number) {
+  if (adding === 0) return;
+  const limit = deps.config.mailbox.outsideRecipientsPerHour;
+  const [row] = await deps.sql<{ n: number }[]>`
+    select count(*)::int as n from submission s join submission_recipient r on r.message_id = s.message_id
+    where s.mailbox = ${address} and s.created_at > now() - interval '1 hour'`;
+  if ((row?.n ?? 0) + adding > limit)
+    throw new SubmissionRefused(
+      450,
+      `4.7.1 sending limit reached: ${limit} outside recipients an hour from a temporary mailbox; try again later`,
+    );
 }
 
 const isOurs = (runbook: Runbook, address: string) =>
