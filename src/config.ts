@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { hostname, networkInterfaces } from 'node:os';
+import { availableParallelism, hostname, networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { MAILBOX_RATE_DEFAULT, rateSchema } from './domain/pace';
@@ -86,6 +86,8 @@ export const envSchema = z
     MXF_TLS_CERT: z.string().min(1).optional(),
     MXF_TLS_KEY: z.string().min(1).optional(),
     MXF_INGEST_METRICS_PORT: port(9465),
+    // One ingest node takes mail on every core it is given: this many processes share its SMTP port.
+    MXF_INGEST_PROCESSES: positiveInt(availableParallelism(), 'processes'),
     MXF_DOORBELL_MS: positiveInt(1_000, 'milliseconds'),
     MXF_RECONCILE_MS: positiveInt(60_000, 'milliseconds'),
     MXF_SMTP_RELAY: hostAndPort.optional(),
@@ -207,6 +209,7 @@ function toConfig(env: z.output<typeof envSchema>) {
           ? { certFile: env.MXF_TLS_CERT, keyFile: env.MXF_TLS_KEY }
           : undefined,
       metricsPort: env.MXF_INGEST_METRICS_PORT,
+      processes: env.MXF_INGEST_PROCESSES,
       doorbellMs: env.MXF_DOORBELL_MS,
       reconcileMs: env.MXF_RECONCILE_MS,
     },

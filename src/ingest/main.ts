@@ -1,16 +1,42 @@
+import cluster from 'node:cluster';
+import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
-import { loadConfigOrExit } from '../config';
-import { createLogger } from '../log';
+import { type Config, loadConfigOrExit } from '../config';
+import { createLogger, type Logger } from '../log';
 import { serveMetrics } from '../metrics-server';
 import { loadRunbooksOrExit } from '../runbooks/load';
 import { createSql } from '../store/db';
 import { createObjectStore } from '../store/objects';
 import { buildIngest } from './build';
+import {
+  askPrimaryForRole,
+  exitWithPrimary,
+  type IngestProcessRole,
+  processShare,
+  shareMetricsWithPrimary,
+  superviseIngestProcesses,
+} from './processes';
 import { loadTls } from './tls';
+
+// `npm run ingest`: one ingest node. With MXF_INGEST_PROCESSES=1 it is this process alone; with more, this process
+// becomes the node's primary and forks that many processes that take the mail (src/ingest/processes.ts).
 
 async function main() {
   const config = loadConfigOrExit();
   const log = createLogger(config, 'ingest');
+  if (cluster.isWorker) {
+    const role = await askPrimaryForRole();
+    const processLog = log.child({ worker: role.slot });
+    exitWithPrimary(processLog);
+    return takeMail(config, processLog, role);
+  }
+  if (config.smtp.processes > 1) return superviseIngestProcesses(config, log);
+  return takeMail(config, log);
+}
+
+/** The SMTP listener, its storage and its doorbell: the whole node, or one of its processes (`role`). */
+async function takeMail(nodeConfig: Config, log: Logger, role?: IngestProcessRole) {
+  const config = role ? processShare(nodeConfig, role) : nodeConfig;
   const runbooks = await loadRunbooksOrExit(config.runbooksDir);
   // A database that hangs must not hold a sender for minutes: fail the statement, answer 451, let them retry.
   const sql = createSql(config, {
@@ -27,33 +53,40 @@ async function main() {
     log,
     sql,
     objects: createObjectStore(config),
-    tls: await loadTls(config, log),
+    tls: role ? role.tls : await loadTls(config, log),
     ring: client,
-    reconcile: true,
+    reconcile: role ? role.reconciles : true,
   });
-  const { metrics } = ingest;
-  await ingest.listen(config.smtp.port, config.smtp.host);
-  // Each ingest node is its own Prometheus target, on the ops interface next to the API.
-  const metricsServer = serveMetrics(metrics.registry, config.smtp.metricsPort, config.api.host, log);
-  log.info(
-    {
-      host: config.smtp.host,
-      port: config.smtp.port,
-      customers: runbooks.length,
-      metricsPort: config.smtp.metricsPort,
-    },
-    'smtp ingest listening',
-  );
-
+  let metricsServer: Server | undefined;
+  let stopping = false;
   const stop = () => {
-    metricsServer.close();
+    // Once: a Ctrl-C reaches the primary and its processes alike, and the primary then sends SIGTERM as well.
+    if (stopping) return;
+    stopping = true;
+    metricsServer?.close();
     void ingest
       .close()
       .then(() => Promise.allSettled([sql.end({ timeout: 5 }), client.connection.close()]))
       .then(() => process.exit(0));
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // Before listening: a SIGTERM from the primary may come at any moment after the fork.
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  // Each ingest node is one Prometheus target, on the ops interface next to the API; with several processes the
+  // primary serves it, adding up theirs (answering from before the first connection).
+  if (role) shareMetricsWithPrimary(ingest.metrics.registry);
+  await ingest.listen(config.smtp.port, config.smtp.host);
+  if (!role)
+    metricsServer = serveMetrics(ingest.metrics.registry, config.smtp.metricsPort, config.api.host, log);
+  log.info(
+    {
+      host: config.smtp.host,
+      port: config.smtp.port,
+      customers: runbooks.length,
+      ...(role ? {} : { metricsPort: config.smtp.metricsPort }),
+    },
+    role ? 'smtp ingest process listening' : 'smtp ingest listening',
+  );
 }
 
 main().catch((err) => {
