@@ -11,10 +11,13 @@ import type { Mailbox } from './faults-mailbox';
 // row of the table shows one fault's effect, not the tail of the previous one's.
 
 export const FAULT_KINDS = ['ingest', 'worker', 'minio', 'postgres', 'temporal'] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
+/** One of FAULT_KINDS here; the cluster suite (scripts/cluster-faults.ts) has kinds of its own. */
+export type FaultKind = string;
 
 export interface Fault {
   kind: FaultKind;
+  /** The kill of a process that holds delivery sessions: the one cause that may excuse a duplicate copy. */
+  excusesDuplicate: boolean;
   /** Its phase: from here until the next fault's phaseFrom (or the end of the load). */
   phaseFrom: number;
   pid?: number;
@@ -30,8 +33,13 @@ export interface Fault {
   firstAckAt?: number;
   /** The first copy the forward mailbox accepted after readyAt. */
   firstCopyAt?: number;
+  /** What was done, when it was not a kill -9 (a deleted drive). */
+  what?: string;
+  /** What the run saw of it besides: the other node's 250s while this one was down, a drive's healing. */
+  note?: string;
 }
 
+/** Said of a kill: it hit a live process. Said of a deleted drive: the drive held data and was then empty. */
 export const hitLiveProcess = (f: Fault) => f.aliveBeforeKill && f.endedBy === 'SIGKILL';
 
 export interface InjectOptions {
@@ -55,7 +63,7 @@ function isAlive(c: Component): boolean {
   }
 }
 
-async function killAndRestart(
+export async function killAndRestart(
   kind: FaultKind,
   c: Component,
   ready: (() => Promise<void>) | undefined,
@@ -77,6 +85,7 @@ async function killAndRestart(
   await ready?.();
   return {
     kind,
+    excusesDuplicate: kind === 'worker',
     phaseFrom,
     pid,
     aliveBeforeKill,
@@ -88,7 +97,7 @@ async function killAndRestart(
 }
 
 /** Waits until senders get 250s again and the forward mailbox receives copies again, or the timeout passes. */
-async function awaitRecovery(fault: Fault, load: Load, mailbox: Mailbox, opts: InjectOptions) {
+export async function awaitRecovery(fault: Fault, load: Load, mailbox: Mailbox, opts: InjectOptions) {
   const deadline = fault.readyAt + opts.recoveryTimeoutMs;
   while (performance.now() < deadline) {
     fault.firstAckAt ??= load.sent.find((m) => m.outcome === 'acked' && m.endedAt > fault.readyAt)?.endedAt;
@@ -100,34 +109,60 @@ async function awaitRecovery(fault: Fault, load: Load, mailbox: Mailbox, opts: I
   }
 }
 
-const seconds = (ms: number | undefined) => (ms === undefined ? 'never' : `${(ms / 1000).toFixed(1)} s`);
+export const seconds = (ms: number | undefined) =>
+  ms === undefined ? 'never' : `${(ms / 1000).toFixed(1)} s`;
 
-export async function injectFaults(
+/** One planned fault: it does its harm, brings the service back if that is its part, and says what happened. */
+export interface FaultStep {
+  kind: FaultKind;
+  inject(phaseFrom: number): Promise<Fault>;
+}
+
+/**
+ * The steps in order, each after a settle under load and each waiting for the service's recovery before the next.
+ * A component of `watched` that dies on its own stops the run: every count would be a guess.
+ */
+export async function runFaults(
+  steps: FaultStep[],
+  watched: Map<string, Component>,
+  load: Load,
+  mailbox: Mailbox,
+  opts: InjectOptions,
+): Promise<Fault[]> {
+  const faults: Fault[] = [];
+  for (const step of steps) {
+    const phaseFrom = performance.now();
+    await sleep(opts.settleMs);
+    const fault = await step.inject(phaseFrom);
+    faults.push(fault);
+    await awaitRecovery(fault, load, mailbox, opts);
+    console.log(
+      `faults: ${fault.kind}: ${fault.what ?? 'kill -9'} (pid ${fault.pid}, ${fault.aliveBeforeKill ? 'alive' : 'NOT ALIVE'} before, ended by ${fault.endedBy}); ` +
+        `back ${seconds(fault.readyAt - fault.killedAt)} later${fault.newPid ? ` as pid ${fault.newPid}` : ''}; ` +
+        `next 250 after ${seconds(fault.firstAckAt && fault.firstAckAt - fault.readyAt)}, next forwarded copy after ${seconds(fault.firstCopyAt && fault.firstCopyAt - fault.readyAt)}` +
+        (fault.note ? `; ${fault.note}` : ''),
+    );
+    for (const [name, o] of watched)
+      if (o.child.exitCode !== null || o.child.signalCode !== null)
+        throw new Error(
+          `${name} exited on its own (${o.child.exitCode ?? o.child.signalCode}) after the ${fault.kind} fault`,
+        );
+  }
+  return faults;
+}
+
+/** `npm run test:faults`: kill -9 of each component of the one-node stack in turn, each restarted. */
+export function injectFaults(
   components: Map<FaultKind, Component>,
   ready: Partial<Record<FaultKind, () => Promise<void>>>,
   load: Load,
   mailbox: Mailbox,
   opts: InjectOptions,
 ): Promise<Fault[]> {
-  const faults: Fault[] = [];
-  for (const kind of FAULT_KINDS) {
-    const phaseFrom = performance.now();
-    await sleep(opts.settleMs);
-    const c = components.get(kind)!;
-    const fault = await killAndRestart(kind, c, ready[kind], phaseFrom, opts.downMs);
-    faults.push(fault);
-    await awaitRecovery(fault, load, mailbox, opts);
-    console.log(
-      `faults: kill -9 ${kind} (pid ${fault.pid}, ${fault.aliveBeforeKill ? 'alive' : 'NOT ALIVE'} before, ended by ${fault.endedBy}); ` +
-        `restarted as pid ${fault.newPid} ${seconds(fault.readyAt - fault.killedAt)} later; ` +
-        `next 250 after ${seconds(fault.firstAckAt && fault.firstAckAt - fault.readyAt)}, next forwarded copy after ${seconds(fault.firstCopyAt && fault.firstCopyAt - fault.readyAt)}`,
-    );
-    // A fault must stay the one we injected: a component that died on its own would make every count a guess.
-    for (const [other, o] of components)
-      if (other !== kind && (o.child.exitCode !== null || o.child.signalCode !== null))
-        throw new Error(
-          `${other} exited on its own (${o.child.exitCode ?? o.child.signalCode}) after ${kind}'s kill`,
-        );
-  }
-  return faults;
+  const steps = FAULT_KINDS.map((kind) => ({
+    kind,
+    inject: (phaseFrom: number) =>
+      killAndRestart(kind, components.get(kind)!, ready[kind], phaseFrom, opts.downMs),
+  }));
+  return runFaults(steps, components, load, mailbox, opts);
 }

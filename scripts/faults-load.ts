@@ -27,6 +27,8 @@ export interface SentMessage {
   reply: string;
   /** From "queued as <id>" in the 250. */
   queueId?: string;
+  /** The ingest port it was sent to. */
+  port: number;
 }
 
 export const LOAD_DOMAIN = 'faults.example';
@@ -111,6 +113,7 @@ async function sendOne(port: number, seq: number, sender: number): Promise<SentM
     sha256: createHash('sha256').update(m.expected).digest('hex'),
     size: m.expected.length,
     startedAt,
+    port,
   };
   let reply: string;
   try {
@@ -127,18 +130,28 @@ export interface Load {
   stop(): Promise<SentMessage[]>;
 }
 
-export function startLoad(port: number, senders: number): Load {
+/**
+ * `senders` back-to-back senders. With several ports (MX hosts of equal preference), senders start spread over
+ * them, and one whose connection died or was refused moves to the next host, as an MTA does; each attempt is its
+ * own transaction with its own Message-ID, so the verdict can tell a cut-off attempt from the one after it.
+ */
+export function startLoad(ports: number | number[], senders: number): Load {
+  const hosts = Array.isArray(ports) ? ports : [ports];
   let running = true;
   let seq = 0;
   const sent: SentMessage[] = [];
   const sender = async (s: number) => {
+    let host = s % hosts.length;
     while (running) {
-      const m = await sendOne(port, seq++, s);
+      const m = await sendOne(hosts[host]!, seq++, s);
       sent.push(m);
       if (process.env.FAULTS_DEBUG && m.outcome !== 'acked')
         console.log(`faults: ${m.messageId}: ${m.reply}`);
       // A sender whose connection died backs off a little before it tries again, as MTAs do.
-      if (m.outcome === 'no-reply') await sleep(200);
+      if (m.outcome === 'no-reply') {
+        host = (host + 1) % hosts.length;
+        await sleep(200);
+      }
     }
   };
   const done = Promise.all(Array.from({ length: senders }, (_, s) => sender(s)));

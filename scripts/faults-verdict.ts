@@ -1,5 +1,5 @@
 import type { CopyEvidence, StoredEvidence } from './faults-evidence';
-import { FAULT_KINDS, type Fault, type FaultKind, hitLiveProcess } from './faults-inject';
+import { type Fault, type FaultKind, hitLiveProcess } from './faults-inject';
 import type { SentMessage } from './faults-load';
 import type { MailSession } from './faults-mailbox';
 
@@ -192,7 +192,7 @@ function attributeDuplicates(judged: Judged[], v: VerdictInput): Map<Judged, Dup
   for (const d of judged.filter((j) => j.copies.length > 1)) {
     const cause = causeOf(d, v);
     const killer = cause?.kind === 'kill' ? cause.fault : undefined;
-    const excused = killer?.kind === 'worker' && !excusedBy.has(killer);
+    const excused = killer?.excusesDuplicate === true && !excusedBy.has(killer);
     if (killer && excused) excusedBy.add(killer);
     out.set(d, { cause, excused });
   }
@@ -216,7 +216,7 @@ function whyNotExcused({ cause }: Duplicate): string {
   if (!cause) return 'no kill with an open delivery session accounts for it';
   if (cause.kind === 'overlap')
     return 'it went out on two delivery sessions open at the same time: a retried delivery ran beside an attempt still alive';
-  if (cause.fault.kind === 'worker') return 'a second duplicate for one worker kill';
+  if (cause.fault.excusesDuplicate) return 'a second duplicate for one worker kill';
   return `its session ended at ${cause.fault.kind}'s kill while the worker lived: the ledger write after the mailbox's 250 failed, and the copy went again`;
 }
 
@@ -319,7 +319,7 @@ export function printTable(v: VerdictInput, verdict: Verdict): void {
     "\n| fault (kill -9, restart) | kills that hit a live process | back after: next 250 / next copy (s) | attempted | 250 | 4xx | no final reply | held | held bytes = sender's | copies delivered | copy bytes = sender's | duplicates (cause) |",
   );
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const kind of FAULT_KINDS) {
+  for (const kind of new Set(v.faults.map((f) => f.kind))) {
     const faults = v.faults.filter((f) => f.kind === kind);
     console.log(
       tableRow(

@@ -21,6 +21,14 @@ TEMPORAL_VERSION=v1.5.1
 MINIO_MODULE=github.com/minio/minio
 MINIO_PKG=github.com/minio/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+# `npm run cluster` and `npm run test:cluster` run the real Temporal server on PostgreSQL, built like the CLI:
+# the same server release the CLI embeds (its go.mod requires go.temporal.io/server v1.29.1), its SQL schema
+# tool, and the Web UI server the CLI embeds (ui-server v2.42.1). docker-compose.yml names the same versions
+# (test/compose.test.ts reads them from here).
+TEMPORAL_SERVER_MODULE=go.temporal.io/server
+TEMPORAL_SERVER_VERSION=v1.29.1
+TEMPORAL_UI_MODULE=github.com/temporalio/ui-server/v2
+TEMPORAL_UI_VERSION=v2.42.1
 
 bin_dir="$PWD/.tools/bin"
 cache_dir="${MXF_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mx-failover/tools}"
@@ -37,8 +45,8 @@ say() { $quiet || echo "$@"; }
 # The module version a Go binary was built from, or nothing.
 built_version() { [[ -x "$1" ]] && go version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m { print $3 }'; }
 
-install_tool() { # name module package version
-  local name=$1 module=$2 pkg=$3 version=$4
+install_tool() { # name module package version [the name go install gives the binary]
+  local name=$1 module=$2 pkg=$3 version=$4 built=${5:-$1}
   local target="$bin_dir/$name" cached="$cache_dir/$name-$version"
   if [[ "$(built_version "$target" "$module")" == "$version" ]]; then
     say "$name $version: present"
@@ -54,7 +62,7 @@ install_tool() { # name module package version
       GOTOOLCHAIN=go1.25.4 GOBIN="$tmp" go install "$pkg@$version" >>"$tmp/build.log" 2>&1 ||
         { tail -n 20 "$tmp/build.log" >&2; fail "could not build $name $version (log above)."; }
     fi
-    mv "$tmp/$name" "$cached"
+    mv "$tmp/$built" "$cached"
     rm -rf "$tmp"
   fi
   cp "$cached" "$target.tmp" && mv "$target.tmp" "$target"
@@ -117,3 +125,6 @@ fi
 
 install_tool temporal "$TEMPORAL_MODULE" "$TEMPORAL_PKG" "$TEMPORAL_VERSION"
 install_tool minio "$MINIO_MODULE" "$MINIO_PKG" "$MINIO_VERSION"
+install_tool temporal-server "$TEMPORAL_SERVER_MODULE" "$TEMPORAL_SERVER_MODULE/cmd/server" "$TEMPORAL_SERVER_VERSION" server
+install_tool temporal-sql-tool "$TEMPORAL_SERVER_MODULE" "$TEMPORAL_SERVER_MODULE/cmd/tools/sql" "$TEMPORAL_SERVER_VERSION" sql
+install_tool temporal-ui-server "$TEMPORAL_UI_MODULE" "$TEMPORAL_UI_MODULE/cmd/server" "$TEMPORAL_UI_VERSION" server

@@ -1,25 +1,31 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { temporal } from '@temporalio/proto';
 import { createToken } from './api/auth';
 import { type Config, loadConfigOrExit } from './config';
 import { formatProblem, loadRunbooks } from './runbooks/load';
 import { type LaunchedStack, launchStack, type Stack, type StackOptions } from './stack';
 import { formatDnsServer } from './stack/dns';
-import { httpOk, type ManagedProcess, tcpOpen, waitFor } from './stack/process';
+import { type Component, httpOk, tcpOpen, waitFor } from './stack/process';
+import { type ServiceLayout, type Services, startServices } from './stack/services';
 import { createSql } from './store/db';
 import { connectTemporal } from './temporal';
 
 // `npm run dev`: the whole service on this machine, on real components, with its state under MXF_DATA_DIR so a
 // second run finds the held mail of the first. Ctrl-C stops the service processes first, then storage.
+// `npm run cluster` (--cluster): the production topology on one machine, with its state under MXF_DATA_DIR/cluster:
+// the real Temporal server on PostgreSQL, MinIO on four erasure-coded drives, two ingest nodes on two ports and two
+// workers; a service process that dies is started again, as compose's `restart: unless-stopped` does.
 
-const say = (line: string) => console.log(`[dev] ${line}`);
+const CLUSTER = process.argv.includes('--cluster');
+const say = (line: string) => console.log(`[${CLUSTER ? 'cluster' : 'dev'}] ${line}`);
 
 /** Durable state under MXF_DATA_DIR, pid files for reclaiming orphans, the Web UI, services on our terminal. */
 function stackOptions(config: Config): StackOptions {
   const [temporalPort] = config.temporal.address.split(':').slice(-1).map(Number);
   return {
-    dir: config.dataDir,
+    dir: CLUSTER ? join(config.dataDir, 'cluster') : config.dataDir,
     env: {
       ...process.env,
       MXF_LOG_FORMAT: process.env.MXF_LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json'),
@@ -28,15 +34,19 @@ function stackOptions(config: Config): StackOptions {
       MXF_MONITOR: process.env.MXF_MONITOR ?? 'off',
     },
     postgres: config.database.managed
-      ? { port: config.database.privatePort, database: 'mxfailover' }
+      ? {
+          port: config.database.privatePort,
+          database: 'mxfailover',
+          maxConnections: CLUSTER ? 300 : undefined,
+        }
       : { url: config.database.url },
     temporal: {
       port: temporalPort!,
       namespace: config.temporal.namespace,
       uiPort: config.temporal.uiPort,
-      sqlite: 'dev.sqlite',
+      ...(CLUSTER ? { kind: 'server' } : { sqlite: 'dev.sqlite' }),
     },
-    minio: { port: config.s3.port, consolePort: config.s3.consolePort },
+    minio: { port: config.s3.port, consolePort: config.s3.consolePort, drives: CLUSTER ? 4 : undefined },
     // Each is skipped when its variable names one someone else runs (MXF_RSPAMD_URL, MXF_DNS_SERVERS).
     rspamd: { port: config.rspamd.port },
     dns: { port: config.dns.port },
@@ -57,48 +67,71 @@ async function makeAdminToken(stack: Stack): Promise<string> {
   }
 }
 
-/** Up means answering: the API's health check, the SMTP banner, and a worker polling the task queue. */
-async function waitForServices(
-  config: Config,
-  [worker, ingest, api, mailbox]: ManagedProcess[],
-): Promise<void> {
+/** Two ingest nodes on neighbouring ports in the cluster (two MX hosts of equal preference); one in dev. */
+function serviceLayout(config: Config): ServiceLayout {
+  const nodes = CLUSTER ? 2 : 1;
+  return {
+    ingest: Array.from({ length: nodes }, (_, i) => ({
+      smtpPort: config.smtp.port + i,
+      metricsPort: config.smtp.metricsPort + i,
+    })),
+    workers: nodes,
+    api: true,
+    mailbox: true,
+  };
+}
+
+/** Up means answering: the API's health check, each SMTP banner, and every worker polling the task queue. */
+async function waitForServices(config: Config, layout: ServiceLayout, services: Services): Promise<void> {
   const { client, connection } = await connectTemporal(config.temporal);
+  const pollers = async () => {
+    const queue = await client.workflowService.describeTaskQueue({
+      namespace: config.temporal.namespace,
+      taskQueue: { name: config.temporal.taskQueue },
+      taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    });
+    return new Set((queue.pollers ?? []).map((p) => p.identity)).size;
+  };
   try {
     await Promise.all([
       waitFor('the ops API', () => httpOk(`http://${config.api.host}:${config.api.port}/healthz`), {
-        process: api,
+        process: services.api,
       }),
-      waitFor('SMTP ingest', () => tcpOpen(config.smtp.host, config.smtp.port), { process: ingest }),
-      waitFor('the web inbox', () => tcpOpen(config.mailbox.web.host, config.mailbox.web.port), {
-        process: mailbox,
-      }),
-      waitFor(
-        'the worker',
-        async () => {
-          const queue = await client.workflowService.describeTaskQueue({
-            namespace: config.temporal.namespace,
-            taskQueue: { name: config.temporal.taskQueue },
-            taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-          });
-          return (queue.pollers ?? []).length > 0;
-        },
-        { process: worker, timeoutMs: 120_000 },
+      ...layout.ingest.map((node, i) =>
+        waitFor(`SMTP ingest on port ${node.smtpPort}`, () => tcpOpen(config.smtp.host, node.smtpPort), {
+          process: services.ingest[i],
+        }),
       ),
+      waitFor('the web inbox', () => tcpOpen(config.mailbox.web.host, config.mailbox.web.port), {
+        process: services.mailbox,
+      }),
+      waitFor(`${layout.workers} worker(s)`, async () => (await pollers()) >= layout.workers, {
+        timeoutMs: 120_000,
+      }),
     ]);
   } finally {
     await connection.close();
   }
 }
 
-function printEndpoints(config: Config, stack: Stack, adminToken: string): void {
+function printEndpoints(config: Config, layout: ServiceLayout, stack: Stack, adminToken: string): void {
   const [host] = config.temporal.address.split(':');
   say('MX Failover is up:');
-  say(`  SMTP ingest (backup MX)  smtp://${config.smtp.host}:${config.smtp.port}`);
+  for (const node of layout.ingest) {
+    say(`  SMTP ingest (backup MX)  smtp://${config.smtp.host}:${node.smtpPort}`);
+    say(`    its metrics            http://${config.api.host}:${node.metricsPort}/metrics`);
+  }
+  say(`  Workers                  ${layout.workers} on task queue ${config.temporal.taskQueue}`);
   say(`  Ops API                  http://${config.api.host}:${config.api.port}  (docs at /docs)`);
-  say(`  Ingest metrics           http://${config.api.host}:${config.smtp.metricsPort}/metrics`);
-  say(`  Temporal frontend        ${config.temporal.address}  namespace ${config.temporal.namespace}`);
+  const server = CLUSTER
+    ? 'Temporal server 1.29.1 on PostgreSQL (databases temporal, temporal_visibility)'
+    : 'Temporal CLI dev server';
+  say(
+    `  Temporal frontend        ${config.temporal.address}  namespace ${config.temporal.namespace}  (${server})`,
+  );
   say(`  Temporal Web UI          http://${host}:${config.temporal.uiPort}`);
-  say(`  MinIO S3                 ${config.s3.url}  bucket ${config.s3.bucket}`);
+  const drives = CLUSTER ? '  (4 drives, erasure-coded)' : '';
+  say(`  MinIO S3                 ${config.s3.url}  bucket ${config.s3.bucket}${drives}`);
   say(`  MinIO console            http://${config.s3.endPoint}:${config.s3.consolePort}`);
   const managed = config.database.managed ? '  (private cluster)' : '';
   say(`  PostgreSQL               ${stack.config.database.url}${managed}`);
@@ -129,6 +162,29 @@ function printEndpoints(config: Config, stack: Stack, adminToken: string): void 
   say('Ctrl-C stops everything.');
 }
 
+/**
+ * A service process that exits on its own: in dev the stack stops (a crash there is a bug to see at once); in the
+ * cluster it is started again a second later, as compose does, and the other node carries on meanwhile.
+ */
+function superviseService(
+  p: Component,
+  stopping: () => boolean,
+  stop: (code: number) => Promise<void>,
+): void {
+  void p.exited.then(async (code) => {
+    if (stopping()) return;
+    if (!CLUSTER) {
+      console.error(`[dev] ${p.name} exited with code ${code}; stopping the stack`);
+      return void stop(1);
+    }
+    console.error(`[cluster] ${p.name} exited with code ${code}; starting it again in 1 s`);
+    await sleep(1_000);
+    if (stopping()) return;
+    await p.restart();
+    superviseService(p, stopping, stop);
+  });
+}
+
 async function main() {
   const config = loadConfigOrExit();
   const runbooks = await loadRunbooks(config.runbooksDir);
@@ -149,29 +205,20 @@ async function main() {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stop(0));
 
   try {
-    say(`data folder ${config.dataDir} (logs in ${join(config.dataDir, 'logs')})`);
-    launched = launchStack(stackOptions(config));
+    const options = stackOptions(config);
+    say(`data folder ${options.dir} (logs in ${join(options.dir, 'logs')})`);
+    launched = launchStack(options);
     const stack = await launched.started;
     const { migrations } = stack;
     say(migrations.length ? `migrations applied: ${migrations.join(', ')}` : 'database schema is up to date');
     if (stack.bucketCreated) say(`bucket ${config.s3.bucket} created`);
     const adminToken = await makeAdminToken(stack);
     if (stopping) return;
-    const services = [
-      stack.startService('worker', 'worker.ts'),
-      stack.startService('ingest', 'ingest/main.ts'),
-      stack.startService('api', 'api/main.ts'),
-      stack.startService('mailbox', 'mailbox/main.ts'),
-    ];
-    for (const p of services) {
-      void p.exited.then((code) => {
-        if (stopping) return;
-        console.error(`[dev] ${p.name} exited with code ${code}; stopping the stack`);
-        void stop(1);
-      });
-    }
-    await waitForServices(config, services);
-    printEndpoints(config, stack, adminToken);
+    const layout = serviceLayout(config);
+    const services = startServices(stack, layout);
+    for (const p of services.all) superviseService(p, () => stopping, stop);
+    await waitForServices(config, layout, services);
+    printEndpoints(config, layout, stack, adminToken);
   } catch (err) {
     console.error(`mx-failover dev: ${(err as Error).message}`);
     await stop(1);

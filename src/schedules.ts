@@ -1,4 +1,9 @@
-import { type Client, ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
+import {
+  type Client,
+  ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+} from '@temporalio/client';
 import type { Config } from './config';
 import { durationMs, type Runbook } from './domain/runbook';
 import type { Logger } from './log';
@@ -67,12 +72,17 @@ export async function ensureRetentionSchedule(client: Client, config: Config, lo
       .update((previous) => ({ ...previous, spec, action }));
   } catch (err) {
     if (!(err instanceof ScheduleNotFoundError)) throw err;
-    await client.schedule.create({
-      scheduleId: RETENTION_SCHEDULE_ID,
-      spec,
-      action,
-      policies: { overlap: ScheduleOverlapPolicy.SKIP },
-    });
-    log.info({ scheduleId: RETENTION_SCHEDULE_ID }, 'mailbox retention schedule created');
+    try {
+      await client.schedule.create({
+        scheduleId: RETENTION_SCHEDULE_ID,
+        spec,
+        action,
+        policies: { overlap: ScheduleOverlapPolicy.SKIP },
+      });
+      log.info({ scheduleId: RETENTION_SCHEDULE_ID }, 'mailbox retention schedule created');
+    } catch (raced) {
+      // Two workers starting together both found none; the other one made it, with the same spec and action.
+      if (!(raced instanceof ScheduleAlreadyRunning)) throw raced;
+    }
   }
 }

@@ -1,4 +1,5 @@
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, isGrpcServiceError } from '@temporalio/client';
+import { msToTs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 import type { Config } from './config';
 import { type MailHeld, type OutageInput, type OutageWorkflow, outageWorkflowId } from './domain/outage';
@@ -23,7 +24,7 @@ const INDEXED_TYPE = {
 
 /**
  * Registers the outage workflow's search attributes in the namespace, adding only those missing. Used by the
- * dev stack and the test harness; in production the same list is created by docker-compose's admin step. The dev
+ * dev stack and the test harness; in production by docker-compose's init service (src/cli/init.ts). The dev
  * server's --search-attribute flag is not enough: it does nothing for a SQLite file made by an older version.
  */
 export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<string[]> {
@@ -40,6 +41,35 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
   }
   return missing.map((k) => k.name);
 }
+
+/** How long Temporal keeps a closed outage's history: the outage review happens weeks later, not days. */
+const NAMESPACE_RETENTION = '30 days';
+
+/**
+ * Registers the namespace on a Temporal server that has none (the real server makes no namespace of its own; the
+ * dev server does). Returns whether it registered it.
+ */
+export async function ensureNamespace(connection: Connection, namespace: string): Promise<boolean> {
+  try {
+    await connection.workflowService.describeNamespace({ namespace });
+    return false;
+  } catch (err) {
+    if (!isGrpcServiceError(err) || err.code !== GRPC_NOT_FOUND) throw err;
+  }
+  try {
+    await connection.workflowService.registerNamespace({
+      namespace,
+      workflowExecutionRetentionPeriod: msToTs(NAMESPACE_RETENTION),
+    });
+  } catch (err) {
+    // Another node registered it between our two calls.
+    if (!isGrpcServiceError(err) || err.code !== GRPC_ALREADY_EXISTS) throw err;
+  }
+  return true;
+}
+
+const GRPC_NOT_FOUND = 5;
+const GRPC_ALREADY_EXISTS = 6;
 
 const SIGNAL_DEADLINE_MS = 5_000;
 

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { type Config, parseConfig } from '../config';
 import { createSql } from '../store/db';
@@ -10,9 +9,19 @@ import { type DnsRecord, startDnsServer } from './dns';
 import { startMailServer } from './mail-server';
 import { startMinio } from './minio';
 import { ensureDatabase, startPrivatePostgres } from './postgres';
-import { type Component, restartable, startProcess, startTogether } from './process';
+import { type Component, freePort, freePortPair, restartable, startProcess, startTogether } from './process';
+
+export { freePort, freePortPair } from './process';
+
 import { startRspamd } from './rspamd';
 import { startTemporalDevServer } from './temporal';
+import {
+  setupTemporalSchema,
+  startTemporalServer,
+  startTemporalUi,
+  temporalDatabaseOf,
+  temporalServerEnv,
+} from './temporal-server';
 
 export type { DnsRecord } from './dns';
 
@@ -35,8 +44,14 @@ export interface StackOptions {
     sqlite?: string;
     /** More `temporal server start-dev` arguments, such as --dynamic-config-value. */
     extraArgs?: string[];
+    /**
+     * 'dev' (the default): the CLI's single-process dev server. 'server': the real Temporal server on this stack's
+     * PostgreSQL (persistence and visibility), configured by temporal/config/mxfailover.yaml, as compose runs it.
+     */
+    kind?: 'dev' | 'server';
   };
-  minio: { port: number; consolePort: number };
+  /** drives: 4 or more makes MinIO erasure-code every object across them, so a lost drive is healed. */
+  minio: { port: number; consolePort: number; drives?: number };
   /**
    * A private rspamd (normal worker on `port`, controller on port+1), unless env.MXF_RSPAMD_URL names one; the
    * services get its URL as MXF_RSPAMD_URL. Left out: on free ports.
@@ -61,6 +76,8 @@ export interface PrivateCluster {
   database: string;
   /** fsync off: for throw-away test clusters, never for held mail. */
   ephemeral?: boolean;
+  /** PostgreSQL's max_connections; its default (100) is too few under a Temporal server and several nodes. */
+  maxConnections?: number;
 }
 
 /** A server someone else runs (DATABASE_URL): used as it is, or with a `database` created on it. */
@@ -83,6 +100,8 @@ export interface Stack {
   /** Absent on a server someone else runs. */
   postgres?: Component;
   temporal: Component;
+  /** The Web UI of the real Temporal server (kind 'server' with a uiPort); the dev server serves its own. */
+  temporalUi?: Component;
   minio: Component;
   /** Absent when env.MXF_RSPAMD_URL names an rspamd someone else runs. */
   rspamd?: Component;
@@ -90,8 +109,15 @@ export interface Stack {
   dns?: Component;
   /** Dovecot for temporary mailboxes (IMAP, LMTP, submission). */
   dovecot: Component;
-  /** Starts src/<entry> under tsx with the stack's environment; stop() stops it before the storage below it. */
-  startService(name: string, entry: string, opts?: { nodeArgs?: string[] }): Component;
+  /**
+   * Starts src/<entry> under tsx with the stack's environment (and `env` over it: a second ingest node's port);
+   * stop() stops it before the storage below it.
+   */
+  startService(
+    name: string,
+    entry: string,
+    opts?: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv },
+  ): Component;
   /**
    * Services first, then Temporal, MinIO, Dovecot, rspamd and DNS, then PostgreSQL: nothing loses its storage while it
    * still runs.
@@ -141,6 +167,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       ...(rspamdPort === undefined ? [] : [startFilter(opts, config, rspamdPort, logs)]),
     ])) as [Component, Component, Component, Component?];
     checkpoint();
+    const temporalUi = await startServerUi(opts, config, logs);
+    if (temporalUi) tiers.middle.push(temporalUi);
     const bucketCreated = await ensureBucket(createObjectStore(config), config);
     return {
       env,
@@ -150,12 +178,19 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       bucketCreated,
       postgres: tiers.postgres[0],
       temporal,
+      temporalUi,
       minio,
       rspamd,
       dns,
       dovecot,
       startService(name, entry, o) {
-        const service = startService(opts, { env, config, logs }, name, entry, o?.nodeArgs);
+        const service = startService(
+          opts,
+          { env: { ...env, ...o?.env }, config, logs },
+          name,
+          entry,
+          o?.nodeArgs,
+        );
         tiers.services.push(service);
         return service;
       },
@@ -204,6 +239,7 @@ async function openDatabase(opts: StackOptions, logs: string, running: Component
       port: pg.port,
       logFile: join(logs, 'postgres.log'),
       ephemeral: pg.ephemeral,
+      maxConnections: pg.maxConnections,
     });
   const cluster = await start();
   running.push(restartable(cluster, start));
@@ -213,6 +249,7 @@ async function openDatabase(opts: StackOptions, logs: string, running: Component
 
 async function startTemporal(opts: StackOptions, config: Config, logs: string): Promise<Component> {
   const { temporal } = opts;
+  if (temporal.kind === 'server') return startRealTemporal(opts, config, logs);
   const dir = temporal.sqlite || opts.pidFiles ? mkdir(opts.dir, 'temporal') : undefined;
   // Registers the search attributes as part of its readiness check, so a started stack has them.
   const start = () =>
@@ -228,12 +265,47 @@ async function startTemporal(opts: StackOptions, config: Config, logs: string): 
   return restartable(await start(), start);
 }
 
+async function startRealTemporal(opts: StackOptions, config: Config, logs: string): Promise<Component> {
+  const db = temporalDatabaseOf(config.database.url);
+  await setupTemporalSchema(db);
+  const env = await temporalServerEnv(opts.temporal.port, db);
+  const start = () =>
+    startTemporalServer({
+      port: opts.temporal.port,
+      namespace: config.temporal.namespace,
+      env,
+      logFile: join(logs, 'temporal-server.log'),
+      pidFile: opts.pidFiles ? join(mkdir(opts.dir, 'temporal'), 'temporal-server.pid') : undefined,
+    });
+  return restartable(await start(), start);
+}
+
+/** The real server's Web UI, once the server answers (the UI server checks its address as it starts). */
+async function startServerUi(
+  opts: StackOptions,
+  config: Config,
+  logs: string,
+): Promise<Component | undefined> {
+  const { temporal } = opts;
+  if (temporal.kind !== 'server' || !temporal.uiPort) return undefined;
+  const start = () =>
+    startTemporalUi({
+      port: temporal.uiPort!,
+      temporalAddress: config.temporal.address,
+      namespace: config.temporal.namespace,
+      logFile: join(logs, 'temporal-ui.log'),
+      pidFile: opts.pidFiles ? join(mkdir(opts.dir, 'temporal'), 'temporal-ui.pid') : undefined,
+    });
+  return restartable(await start(), start);
+}
+
 async function startObjectStore(opts: StackOptions, config: Config, logs: string): Promise<Component> {
   const start = () =>
     startMinio({
       dir: mkdir(opts.dir, 'minio'),
       port: opts.minio.port,
       consolePort: opts.minio.consolePort,
+      drives: opts.minio.drives,
       accessKey: config.s3.accessKey,
       secretKey: config.s3.secretKey,
       pidFile: opts.pidFiles ? join(opts.dir, 'minio.pid') : undefined,
@@ -290,35 +362,6 @@ export async function mailboxEnv(): Promise<Record<string, string>> {
     ...Object.fromEntries(names.map((n, i) => [n, String(ports[i])])),
     MXF_DOVECOT_MASTER_SECRET: randomBytes(24).toString('hex'),
   };
-}
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** A free port whose next one is free too: rspamd's worker and its controller. */
-export async function freePortPair(): Promise<number> {
-  for (let tries = 0; ; tries++) {
-    const port = await freePort();
-    if (port < 65535 && (await portFree(port + 1))) return port;
-    if (tries === 20) throw new Error('found no two consecutive free ports');
-  }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
 }
 
 function startService(

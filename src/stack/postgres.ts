@@ -42,6 +42,7 @@ export async function startPrivatePostgres(opts: {
   logFile: string;
   /** Trade durability for speed: fine for throw-away test clusters, never for held mail. */
   ephemeral?: boolean;
+  maxConnections?: number;
 }): Promise<PrivatePostgres> {
   const bin = findPgBin();
   const owner = runAs();
@@ -72,6 +73,7 @@ export async function startPrivatePostgres(opts: {
     '-c',
     'unix_socket_directories=',
   ];
+  if (opts.maxConnections) args.push('-c', `max_connections=${opts.maxConnections}`);
   if (opts.ephemeral)
     args.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   const proc = startProcess('postgres', join(bin, 'postgres'), args, {

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 // A child process the stack owns: started with its output in a log file (or inherited), stopped with a signal
@@ -72,6 +72,17 @@ export function startProcess(
     return stopping;
   };
   return { name, child, exited, stop };
+}
+
+/**
+ * After a wrapper script has exec'd its server, the pid file's command line must be the server's, or the next
+ * run would not recognise the orphan as ours.
+ */
+export function recordExecdCommandLine(proc: ManagedProcess, pidFile: string): void {
+  const { pid } = proc.child;
+  if (pid === undefined) return;
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+  writeFileSync(pidFile, JSON.stringify({ pid, argv }));
 }
 
 function reclaimOrphan(pidFile: string): void {
@@ -205,4 +216,45 @@ export function accountIds(name: string): { uid: number; gid: number } | undefin
   } catch {
     return undefined;
   }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A free port under 32768, outside the range the kernel hands out for port 0 and outgoing connections; the
+ * Temporal server stores its membership ports in a smallint column.
+ */
+export async function freeLowPort(): Promise<number> {
+  for (let tries = 0; tries < 100; tries++) {
+    const port = 10_000 + Math.floor(Math.random() * 22_000);
+    if (await portFree(port)) return port;
+  }
+  throw new Error('found no free port under 32768');
+}
+
+/** A free port whose next one is free too: rspamd's worker and its controller. */
+export async function freePortPair(): Promise<number> {
+  for (let tries = 0; ; tries++) {
+    const port = await freePort();
+    if (port < 65535 && (await portFree(port + 1))) return port;
+    if (tries === 20) throw new Error('found no two consecutive free ports');
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }
