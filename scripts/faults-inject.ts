@@ -40,7 +40,8 @@ export interface Fault {
 }
 
 /** Said of a kill: it hit a live process. Said of a deleted drive: the drive held data and was then empty. */
-export const hitLiveProcess = (f: Fault) => f.aliveBeforeKill && f.endedBy === 'SIGKILL';
+export const hitLiveProcess = (f: Fault) =>
+  f.aliveBeforeKill && (f.endedBy === 'SIGKILL' || f.endedBy === 'deleted');
 
 export interface InjectOptions {
   settleMs: number;
@@ -85,7 +86,7 @@ export async function killAndRestart(
   await ready?.();
   return {
     kind,
-    excusesDuplicate: kind === 'worker',
+    excusesDuplicate: kind.startsWith('worker'),
     phaseFrom,
     pid,
     aliveBeforeKill,

@@ -295,7 +295,7 @@ function tableRow(label: string, faults: Fault[], js: Judged[], verdict: Verdict
   const count = (o: SentMessage['outcome']) => js.filter((j) => j.m.outcome === o).length;
   const sum = (f: (j: Judged) => number) => js.reduce((n, j) => n + f(j), 0);
   const one = faults.length === 1 ? faults[0] : undefined;
-  const hits = `${faults.filter(hitLiveProcess).length} of ${faults.length}${one ? ` (pid ${one.pid})` : ''}`;
+  const hits = `${faults.filter(hitLiveProcess).length} of ${faults.length}${one?.pid ? ` (pid ${one.pid})` : ''}`;
   const back = one ? `${secs(one.readyAt, one.firstAckAt)} / ${secs(one.readyAt, one.firstCopyAt)}` : '';
   const cells = [label, hits, back, js.length, count('acked'), count('refused'), count('no-reply')];
   cells.push(
@@ -316,7 +316,7 @@ function tableRow(label: string, faults: Fault[], js: Judged[], verdict: Verdict
  */
 export function printTable(v: VerdictInput, verdict: Verdict): void {
   console.log(
-    "\n| fault (kill -9, restart) | kills that hit a live process | back after: next 250 / next copy (s) | attempted | 250 | 4xx | no final reply | held | held bytes = sender's | copies delivered | copy bytes = sender's | duplicates (cause) |",
+    "\n| fault | kills that hit a live process (a drive: held data, then emptied) | back after: next 250 / next copy (s) | attempted | 250 | 4xx | no final reply | held | held bytes = sender's | copies delivered | copy bytes = sender's | duplicates (cause) |",
   );
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const kind of new Set(v.faults.map((f) => f.kind))) {
