@@ -21,13 +21,17 @@ export async function devEnv() {
   const single = async () => {
     for (;;) {
       const p = await freePort();
-      if (!taken.includes(p)) return (taken.push(p), p);
+      if (taken.includes(p)) continue;
+      taken.push(p);
+      return p;
     }
   };
   const pair = async () => {
     for (;;) {
       const p = await freePortPair();
-      if (!taken.includes(p) && !taken.includes(p + 1)) return (taken.push(p, p + 1), p);
+      if (taken.includes(p) || taken.includes(p + 1)) continue;
+      taken.push(p, p + 1);
+      return p;
     }
   };
   const ports = {
