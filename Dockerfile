@@ -33,8 +33,9 @@ COPY package.json ./
 CMD ["node", "dist/mailbox/dovecot-main.js"]
 
 # The Temporal server, its SQL tool and its Web UI server, built from the same Go modules at the same versions as
-# scripts/tools.sh builds them for `npm run cluster` (compose passes the versions; test/compose.test.ts checks that
-# they are tools.sh's), configured by the same files under temporal/.
+# scripts/tools.sh builds them for `npm run cluster` (compose passes the versions; test/temporal-config.test.ts
+# checks that they are tools.sh's), configured by the same files under temporal/. The Go toolchain is this image's,
+# not necessarily the machine's: the module versions, not the compiler, fix what the server does.
 FROM golang:1.25-bookworm AS temporal-build
 ARG TEMPORAL_SERVER_VERSION
 ARG TEMPORAL_UI_VERSION

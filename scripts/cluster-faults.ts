@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Stack } from '../src/stack';
 import { type Component, freePort, tcpOpen, waitFor } from '../src/stack/process';
 import { type Services, startServices } from '../src/stack/services';
+import { CLUSTER_POSTGRES_CONNECTIONS } from '../src/stack/temporal-server';
 import { type Fault, type FaultStep, killAndRestart, runFaults } from './faults-inject';
 import { type Load, startLoad } from './faults-load';
 import type { Mailbox } from './faults-mailbox';
@@ -49,6 +50,7 @@ function ingestNodeStep(nodes: Nodes, load: Load): FaultStep {
         phaseFrom,
         NODE_DOWN_MS,
       );
+      // A transaction that was answered just before the kill may end a moment after it on our clock.
       const down = load.sent.filter((m) => m.endedAt > fault.killedAt + 1_000 && m.endedAt < fault.readyAt);
       const otherAcks = down.filter((m) => m.port === otherPort && m.outcome === 'acked').length;
       const killedAcks = down.filter((m) => m.port === killedPort && m.outcome === 'acked').length;
@@ -80,7 +82,14 @@ function workerStep(nodes: Nodes, mailbox: Mailbox): FaultStep {
         if (!victim) await sleep(20);
       }
       if (!victim) throw new Error('no worker had a delivery session open to kill');
-      const fault = await killAndRestart('worker (mid-release)', victim, undefined, phaseFrom, FAULTS.downMs);
+      const fault = await killAndRestart(
+        'worker (mid-release)',
+        victim,
+        undefined,
+        phaseFrom,
+        FAULTS.downMs,
+        true,
+      );
       fault.note = `${victim.name} was killed with its delivery session open; the other worker went on`;
       return fault;
     },
@@ -162,15 +171,34 @@ async function awaitHealed(minioDir: string, faults: Fault[]): Promise<void> {
   if (!healed) clusterProblems.push(`MinIO did not heal the wiped drive within ${HEAL_TIMEOUT_MS / 1000} s`);
 }
 
+/** Both nodes took mail, and the killed one took mail again once it was back. */
+function checkBothNodes(load: Load, faults: Fault[], ports: number[]): void {
+  const acked = load.sent.filter((m) => m.outcome === 'acked');
+  const back = faults.find((f) => f.kind === 'ingest node')?.readyAt ?? 0;
+  const perNode = ports.map((port) => ({
+    port,
+    all: acked.filter((m) => m.port === port).length,
+    afterRestart: acked.filter((m) => m.port === port && m.startedAt > back).length,
+  }));
+  console.log(
+    `cluster: 250s per node: ${perNode.map((n) => `port ${n.port}: ${n.all} (${n.afterRestart} after the killed node was back)`).join('; ')}`,
+  );
+  for (const n of perNode)
+    if (n.afterRestart === 0)
+      clusterProblems.push(`the node on port ${n.port} took no mail after the restart`);
+}
+
 async function startNodes(stack: Stack, firstPort: number): Promise<Nodes> {
-  const [secondPort, metricsA, metricsB] = await Promise.all([freePort(), freePort(), freePort()]);
+  const [secondPort, metricsA, metricsB, workerA, workerB] = await Promise.all(
+    Array.from({ length: 5 }, freePort),
+  );
   const ports = [firstPort, secondPort!];
   const services = startServices(stack, {
     ingest: [
       { smtpPort: firstPort, metricsPort: metricsA! },
       { smtpPort: secondPort!, metricsPort: metricsB! },
     ],
-    workers: 2,
+    workers: [{ metricsPort: workerA! }, { metricsPort: workerB! }],
   });
   for (const [i, port] of ports.entries())
     await waitFor(`ingest node ${i + 1}`, () => tcpOpen('127.0.0.1', port), {
@@ -186,7 +214,7 @@ async function main(): Promise<number> {
     const o = await faultsStackOptions(tmp, relayPort, {
       temporal: { kind: 'server' },
       minio: { drives: DRIVES },
-      postgres: { maxConnections: 300 },
+      postgres: { maxConnections: CLUSTER_POSTGRES_CONNECTIONS },
     });
     smtpPort = o.smtpPort;
     return o;
@@ -211,6 +239,7 @@ async function main(): Promise<number> {
       forwardTo: FAULTS.forwardTo,
     });
     const verdict = await judgeRun(stack.config, mailbox, load, faults);
+    checkBothNodes(load, faults, nodes.ports);
     await awaitHealed(minioDir, faults);
     for (const f of faults) if (f.note) console.log(`${f.kind}: ${f.note}`);
     for (const p of clusterProblems) console.error(`cluster: FAIL: ${p}`);

@@ -70,6 +70,8 @@ export async function killAndRestart(
   ready: (() => Promise<void>) | undefined,
   phaseFrom: number,
   downMs: number,
+  /** The victim holds delivery sessions (a worker): one duplicate per kill is excused. */
+  excusesDuplicate = kind === 'worker',
 ): Promise<Fault> {
   const pid = c.child.pid;
   const aliveBeforeKill = isAlive(c);
@@ -86,7 +88,7 @@ export async function killAndRestart(
   await ready?.();
   return {
     kind,
-    excusesDuplicate: kind.startsWith('worker'),
+    excusesDuplicate,
     phaseFrom,
     pid,
     aliveBeforeKill,

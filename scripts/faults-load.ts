@@ -130,10 +130,14 @@ export interface Load {
   stop(): Promise<SentMessage[]>;
 }
 
+/** How long a sender leaves alone an MX host whose connection died, as Postfix's host status cache does. */
+const HOST_DOWN_MS = 5_000;
+
 /**
- * `senders` back-to-back senders. With several ports (MX hosts of equal preference), senders start spread over
- * them, and one whose connection died or was refused moves to the next host, as an MTA does; each attempt is its
- * own transaction with its own Message-ID, so the verdict can tell a cut-off attempt from the one after it.
+ * `senders` back-to-back senders. With several ports (MX hosts of equal preference), each sender takes them in
+ * turn, message by message; one whose connection died or was refused leaves that host alone for a while and goes
+ * to the next, as an MTA does. Each attempt is its own transaction with its own Message-ID, so the verdict can tell
+ * a cut-off attempt from the one after it.
  */
 export function startLoad(ports: number | number[], senders: number): Load {
   const hosts = Array.isArray(ports) ? ports : [ports];
@@ -141,15 +145,22 @@ export function startLoad(ports: number | number[], senders: number): Load {
   let seq = 0;
   const sent: SentMessage[] = [];
   const sender = async (s: number) => {
-    let host = s % hosts.length;
+    const downUntil = hosts.map(() => 0);
+    let turn = s;
+    const nextHost = () => {
+      for (let i = 0; i < hosts.length; i++, turn++)
+        if (downUntil[turn % hosts.length]! <= performance.now()) break;
+      return turn++ % hosts.length;
+    };
     while (running) {
+      const host = nextHost();
       const m = await sendOne(hosts[host]!, seq++, s);
       sent.push(m);
       if (process.env.FAULTS_DEBUG && m.outcome !== 'acked')
         console.log(`faults: ${m.messageId}: ${m.reply}`);
       // A sender whose connection died backs off a little before it tries again, as MTAs do.
       if (m.outcome === 'no-reply') {
-        host = (host + 1) % hosts.length;
+        downUntil[host] = performance.now() + HOST_DOWN_MS;
         await sleep(200);
       }
     }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Temporal CLI (dev server + Web UI) and MinIO into .tools/bin with `go install`, and checks that
+# Installs the Temporal CLI (dev server + Web UI), MinIO, and for `npm run cluster` the Temporal server, its SQL tool
+# and its Web UI server into .tools/bin with `go install`, and checks that
 # PostgreSQL's server binaries, rspamd, dnsmasq and Dovecot are present. Idempotent: with the right versions in place it takes well under a
 # second. Built binaries are also kept in a per-machine cache (MXF_TOOLS_CACHE) so that a fresh clone on the same
 # machine, CI's included, copies them instead of spending minutes compiling.
@@ -24,7 +25,7 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 # `npm run cluster` and `npm run test:cluster` run the real Temporal server on PostgreSQL, built like the CLI:
 # the same server release the CLI embeds (its go.mod requires go.temporal.io/server v1.29.1), its SQL schema
 # tool, and the Web UI server the CLI embeds (ui-server v2.42.1). docker-compose.yml names the same versions
-# (test/compose.test.ts reads them from here).
+# (test/temporal-config.test.ts reads them from here).
 TEMPORAL_SERVER_MODULE=go.temporal.io/server
 TEMPORAL_SERVER_VERSION=v1.29.1
 TEMPORAL_UI_MODULE=github.com/temporalio/ui-server/v2
@@ -110,7 +111,7 @@ if ((${#missing[@]})); then
   fi
 fi
 
-command -v go >/dev/null 2>&1 || fail "Go is not installed (needed once, to build the Temporal CLI and MinIO). Install Go >= 1.25."
+command -v go >/dev/null 2>&1 || fail "Go is not installed (needed once, to build the Temporal CLI, the Temporal server and MinIO). Install Go >= 1.25."
 
 # A private PostgreSQL cluster is made with initdb unless DATABASE_URL points at a server.
 if [[ -z "${DATABASE_URL:-}" ]]; then

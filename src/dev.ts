@@ -9,6 +9,7 @@ import { type LaunchedStack, launchStack, type Stack, type StackOptions } from '
 import { formatDnsServer } from './stack/dns';
 import { type Component, httpOk, tcpOpen, waitFor } from './stack/process';
 import { type ServiceLayout, type Services, startServices } from './stack/services';
+import { CLUSTER_POSTGRES_CONNECTIONS } from './stack/temporal-server';
 import { createSql } from './store/db';
 import { connectTemporal } from './temporal';
 
@@ -37,7 +38,7 @@ function stackOptions(config: Config): StackOptions {
       ? {
           port: config.database.privatePort,
           database: 'mxfailover',
-          maxConnections: CLUSTER ? 300 : undefined,
+          maxConnections: CLUSTER ? CLUSTER_POSTGRES_CONNECTIONS : undefined,
         }
       : { url: config.database.url },
     temporal: {
@@ -67,15 +68,19 @@ async function makeAdminToken(stack: Stack): Promise<string> {
   }
 }
 
-/** Two ingest nodes on neighbouring ports in the cluster (two MX hosts of equal preference); one in dev. */
+/**
+ * Two ingest nodes on neighbouring SMTP ports in the cluster (two MX hosts of equal preference) and two workers;
+ * one of each in dev. Metrics ports go up in twos, since ingest's and the worker's defaults are neighbours
+ * (9465 and 9466): the cluster's second ingest node is on 9467, its second worker on 9468.
+ */
 function serviceLayout(config: Config): ServiceLayout {
-  const nodes = CLUSTER ? 2 : 1;
+  const nodes = Array.from({ length: CLUSTER ? 2 : 1 }, (_, i) => i);
   return {
-    ingest: Array.from({ length: nodes }, (_, i) => ({
+    ingest: nodes.map((i) => ({
       smtpPort: config.smtp.port + i,
-      metricsPort: config.smtp.metricsPort + i,
+      metricsPort: config.smtp.metricsPort + 2 * i,
     })),
-    workers: nodes,
+    workers: nodes.map((i) => ({ metricsPort: config.worker.metricsPort + 2 * i })),
     api: true,
     mailbox: true,
   };
@@ -84,13 +89,17 @@ function serviceLayout(config: Config): ServiceLayout {
 /** Up means answering: the API's health check, each SMTP banner, and every worker polling the task queue. */
 async function waitForServices(config: Config, layout: ServiceLayout, services: Services): Promise<void> {
   const { client, connection } = await connectTemporal(config.temporal);
+  // The server remembers a poller for minutes: count only this run's workers (identity "<pid>@<host>").
   const pollers = async () => {
     const queue = await client.workflowService.describeTaskQueue({
       namespace: config.temporal.namespace,
       taskQueue: { name: config.temporal.taskQueue },
       taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
     });
-    return new Set((queue.pollers ?? []).map((p) => p.identity)).size;
+    const ours = new Set(services.workers.map((w) => String(w.child.pid)));
+    return new Set(
+      (queue.pollers ?? []).map((p) => p.identity?.split('@')[0]).filter((pid) => ours.has(pid!)),
+    ).size;
   };
   try {
     await Promise.all([
@@ -105,7 +114,7 @@ async function waitForServices(config: Config, layout: ServiceLayout, services: 
       waitFor('the web inbox', () => tcpOpen(config.mailbox.web.host, config.mailbox.web.port), {
         process: services.mailbox,
       }),
-      waitFor(`${layout.workers} worker(s)`, async () => (await pollers()) >= layout.workers, {
+      waitFor(`${layout.workers.length} worker(s)`, async () => (await pollers()) >= layout.workers.length, {
         timeoutMs: 120_000,
       }),
     ]);
@@ -121,7 +130,10 @@ function printEndpoints(config: Config, layout: ServiceLayout, stack: Stack, adm
     say(`  SMTP ingest (backup MX)  smtp://${config.smtp.host}:${node.smtpPort}`);
     say(`    its metrics            http://${config.api.host}:${node.metricsPort}/metrics`);
   }
-  say(`  Workers                  ${layout.workers} on task queue ${config.temporal.taskQueue}`);
+  for (const w of layout.workers)
+    say(
+      `  Worker (metrics)         http://${config.api.host}:${w.metricsPort}/metrics  task queue ${config.temporal.taskQueue}`,
+    );
   say(`  Ops API                  http://${config.api.host}:${config.api.port}  (docs at /docs)`);
   const server = CLUSTER
     ? 'Temporal server 1.29.1 on PostgreSQL (databases temporal, temporal_visibility)'
@@ -163,26 +175,39 @@ function printEndpoints(config: Config, layout: ServiceLayout, stack: Stack, adm
 }
 
 /**
- * A service process that exits on its own: in dev the stack stops (a crash there is a bug to see at once); in the
- * cluster it is started again a second later, as compose does, and the other node carries on meanwhile.
+ * A process that exits on its own: in dev the stack stops (a crash there is a bug to see at once); in the cluster
+ * it is started again, as compose's restart policy does, with a delay that doubles while it keeps dying (1 s up to
+ * 30 s, back to 1 s after a minute up), while the other node carries on.
  */
-function superviseService(
-  p: Component,
-  stopping: () => boolean,
-  stop: (code: number) => Promise<void>,
-): void {
-  void p.exited.then(async (code) => {
-    if (stopping()) return;
-    if (!CLUSTER) {
-      console.error(`[dev] ${p.name} exited with code ${code}; stopping the stack`);
-      return void stop(1);
-    }
-    console.error(`[cluster] ${p.name} exited with code ${code}; starting it again in 1 s`);
-    await sleep(1_000);
-    if (stopping()) return;
-    await p.restart();
-    superviseService(p, stopping, stop);
-  });
+function supervise(p: Component, stopping: () => boolean, stop: (code: number) => Promise<void>): void {
+  let delayMs = 1_000;
+  let startedAt = Date.now();
+  const watch = () =>
+    void p.exited.then(async (code) => {
+      if (stopping()) return;
+      if (!CLUSTER) {
+        console.error(`[dev] ${p.name} exited with code ${code}; stopping the stack`);
+        return void stop(1);
+      }
+      if (Date.now() - startedAt > 60_000) delayMs = 1_000;
+      for (;;) {
+        console.error(
+          `[cluster] ${p.name} exited with code ${code}; starting it again in ${delayMs / 1000} s`,
+        );
+        await sleep(delayMs);
+        delayMs = Math.min(delayMs * 2, 30_000);
+        if (stopping()) return;
+        try {
+          await p.restart();
+          break;
+        } catch (err) {
+          console.error(`[cluster] ${p.name} did not start: ${(err as Error).message}`);
+        }
+      }
+      startedAt = Date.now();
+      watch();
+    });
+  watch();
 }
 
 async function main() {
@@ -216,7 +241,18 @@ async function main() {
     if (stopping) return;
     const layout = serviceLayout(config);
     const services = startServices(stack, layout);
-    for (const p of services.all) superviseService(p, () => stopping, stop);
+    // In the cluster, storage and Temporal are supervised too: a dead server is a stack failure in dev only.
+    const storage = [
+      stack.postgres,
+      stack.temporal,
+      stack.temporalUi,
+      stack.minio,
+      stack.dovecot,
+      stack.rspamd,
+      stack.dns,
+    ];
+    const supervised = [...services.all, ...(CLUSTER ? storage.filter((c) => c !== undefined) : [])];
+    for (const p of supervised) supervise(p, () => stopping, stop);
     await waitForServices(config, layout, services);
     printEndpoints(config, layout, stack, adminToken);
   } catch (err) {

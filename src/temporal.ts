@@ -64,6 +64,7 @@ export async function ensureNamespace(connection: Connection, namespace: string)
   } catch (err) {
     // Another node registered it between our two calls.
     if (!isGrpcServiceError(err) || err.code !== GRPC_ALREADY_EXISTS) throw err;
+    return false;
   }
   return true;
 }

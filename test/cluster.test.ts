@@ -5,9 +5,10 @@ import { test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
 import nodemailer from 'nodemailer';
+import postgres from 'postgres';
 import { outageWorkflowId } from '../src/domain/outage';
 import { statusQuery } from '../src/workflows/messages';
-import { devEnv, smtpBanner, startDev, stopDev } from './helpers/dev-stack';
+import { type DevStack, devEnv, smtpBanner, startDev, stopDev } from './helpers/dev-stack';
 import { eventually } from './helpers/eventually';
 import { alive } from './helpers/procs';
 
@@ -16,6 +17,43 @@ import { alive } from './helpers/procs';
 // two workers polling one task queue, a dead worker started again, and Ctrl-C leaving no process behind.
 
 const pidIn = (file: string) => (JSON.parse(readFileSync(file, 'utf8')) as { pid: number }).pid;
+
+/** Every metrics URL printed answers, ingest nodes with SMTP counters, workers without: no two share a port. */
+async function checkMetrics(out: string): Promise<void> {
+  const ingest = [...out.matchAll(/its metrics\s+(http\S+)/g)].map((m) => m[1]!);
+  const workers = [...out.matchAll(/Worker \(metrics\)\s+(http\S+)/g)].map((m) => m[1]!);
+  assert.equal(ingest.length, 2);
+  assert.equal(workers.length, 2);
+  assert.equal(new Set([...ingest, ...workers]).size, 4, 'four distinct metrics endpoints');
+  for (const url of ingest) assert.match(await (await fetch(url)).text(), /^mxf_smtp_accepted_total /m, url);
+  for (const url of workers)
+    assert.doesNotMatch(await (await fetch(url)).text(), /^mxf_smtp_accepted_total /m, url);
+}
+
+/** Two workers poll the one task queue; kill -9 one and the cluster starts it again. */
+async function killAWorker(connection: Connection, dir: string, cluster: DevStack): Promise<void> {
+  const pollers = async () =>
+    new Set(
+      (
+        await connection.workflowService.describeTaskQueue({
+          namespace: 'default',
+          taskQueue: { name: 'mx-failover' },
+          taskQueueType: proto.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        })
+      ).pollers?.map((p) => p.identity),
+    ).size;
+  assert.ok((await pollers()) >= 2, 'two workers poll the task queue');
+  const pidFile = join(dir, 'worker-1.pid');
+  const killed = pidIn(pidFile);
+  process.kill(killed, 'SIGKILL');
+  await eventually(
+    'worker-1 started again',
+    async () => (existsSync(pidFile) ? pidIn(pidFile) : killed),
+    (pid) => pid !== killed && alive(pid),
+    30_000,
+  );
+  assert.match(cluster.output(), /worker-1 exited .*starting it again/);
+}
 
 test('npm run cluster: the whole topology up, mail through both nodes, a dead worker replaced, Ctrl-C clean', async () => {
   const { env, ports } = await devEnv();
@@ -31,12 +69,14 @@ test('npm run cluster: the whole topology up, mail through both nodes, a dead wo
     assert.match(out, /Temporal server 1\.29\.1 on PostgreSQL/);
     assert.equal((await fetch(`http://127.0.0.1:${ports.ui}/`)).status, 200, 'Temporal Web UI');
 
-    // The real server keeps its state in PostgreSQL: its own two databases beside ours, and no SQLite file.
     const health = await fetch(`http://127.0.0.1:${ports.api}/healthz`);
     assert.equal(health.status, 200);
-    assert.ok(!existsSync(join(dir, 'temporal', 'dev.sqlite')));
+    // The real server, not the CLI's dev server: its own binary runs, and its state is in PostgreSQL.
+    const server = pidIn(join(dir, 'temporal', 'temporal-server.pid'));
+    assert.match(readFileSync(`/proc/${server}/cmdline`, 'utf8'), /\.tools\/bin\/temporal-server\0/);
     const system = await connection.workflowService.getSystemInfo({});
     assert.ok(system.serverVersion?.startsWith('1.29.1'), `server ${system.serverVersion}`);
+    await checkMetrics(out);
     for (const d of [1, 2, 3, 4])
       assert.ok(
         existsSync(join(dir, 'minio', `drive${d}`, 'held-mail')),
@@ -67,6 +107,9 @@ test('npm run cluster: the whole topology up, mail through both nodes, a dead wo
       (s) => s.heldMessages === 2,
       60_000,
     );
+    const temporalDb = postgres(`postgres://postgres@127.0.0.1:${ports.pg}/temporal`, { max: 1 });
+    const rows = await temporalDb`select count(*)::int as n from executions`.finally(() => temporalDb.end());
+    assert.ok(rows[0]!.n >= 1, "the outage's execution is a row in PostgreSQL's temporal database");
     // Advanced visibility on PostgreSQL: our search attributes filter the list, as the Web UI does.
     await eventually(
       'the outage is found by CustomerId',
@@ -79,28 +122,7 @@ test('npm run cluster: the whole topology up, mail through both nodes, a dead wo
       30_000,
     );
 
-    // Two workers poll the one task queue; kill -9 one and the cluster starts it again.
-    const pollers = async () =>
-      new Set(
-        (
-          await connection.workflowService.describeTaskQueue({
-            namespace: 'default',
-            taskQueue: { name: 'mx-failover' },
-            taskQueueType: proto.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-          })
-        ).pollers?.map((p) => p.identity),
-      ).size;
-    assert.ok((await pollers()) >= 2, 'two workers poll the task queue');
-    const pidFile = join(dir, 'worker-1.pid');
-    const killed = pidIn(pidFile);
-    process.kill(killed, 'SIGKILL');
-    await eventually(
-      'worker-1 started again',
-      async () => (existsSync(pidFile) ? pidIn(pidFile) : killed),
-      (pid) => pid !== killed && alive(pid),
-      30_000,
-    );
-    assert.match(cluster.output(), /worker-1 exited .*starting it again/);
+    await killAWorker(connection, dir, cluster);
     assert.ok(readdirSync(dir).includes('ingest-2.pid'), 'the second ingest node has its pid file');
   } finally {
     await connection.close();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { TOOLS_BIN } from '../src/stack/temporal';
-import { temporalServerEnv } from '../src/stack/temporal-server';
+import { CLUSTER_POSTGRES_CONNECTIONS, temporalServerEnv } from '../src/stack/temporal-server';
 
 // `npm run cluster` and docker-compose.yml must run the same Temporal server: the same release, built from the
 // same module, with the same configuration file, persistence and visibility. No Docker engine runs here, so the
@@ -75,51 +75,88 @@ test('compose starts the server and sets up its schema with the same scripts as 
 });
 
 /** The server's configuration as the binary renders temporal/config/mxfailover.yaml under `env`. */
-function render(env: Record<string, string>) {
+function render(env: Record<string, string>): Record<string, unknown> {
   const out = execFileSync(
     join(TOOLS_BIN, 'temporal-server'),
     // render-config, unlike start, does not join --config to --root: give the folder whole.
     ['--config', join(ROOT, 'temporal/config'), '--env', 'mxfailover', 'render-config'],
     { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
   ).toString();
-  return parse(out.slice(out.search(/^\S/m))) as {
-    persistence: {
-      numHistoryShards: number;
-      defaultStore: string;
-      visibilityStore: string;
-      datastores: Record<string, { sql: Record<string, unknown> }>;
-    };
-  };
+  return parse(out.slice(out.search(/^\S/m))) as Record<string, unknown>;
 }
 
-test('compose and npm run cluster render the same persistence and visibility: PostgreSQL, same databases', async () => {
-  const composeEnv = Object.fromEntries(
-    Object.entries(compose.services.temporal?.environment ?? {}).map(([k, v]) => [k, expand(v)]),
+/** What the environment may set: where things listen and who signs in. Everything else must be the file's. */
+const PER_DEPLOYMENT =
+  /^(connectAddr|user|password|grpcPort|httpPort|membershipPort|bindOnIP|broadcastAddress|rpcAddress|httpAddress|filepath)$/;
+
+function withoutAddresses(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutAddresses);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([k]) => !PER_DEPLOYMENT.test(k))
+      .map(([k, v]) => [k, withoutAddresses(v)]),
   );
-  const clusterEnv = (await temporalServerEnv(7233, {
+}
+
+const composeEnv = () => ({
+  ...Object.fromEntries(
+    Object.entries(compose.services.temporal?.environment ?? {}).map(([k, v]) => [k, expand(v)]),
+  ),
+  // What start-server.sh sets in the container before it execs the server.
+  TEMPORAL_BROADCAST_ADDRESS: '172.18.0.5',
+});
+const clusterEnv = async () =>
+  (await temporalServerEnv(7233, {
     host: '127.0.0.1',
     port: 5432,
     user: 'postgres',
     password: '',
   })) as Record<string, string>;
-  const [a, b] = [render(composeEnv), render(clusterEnv)];
-  assert.equal(
-    a.persistence.numHistoryShards,
-    b.persistence.numHistoryShards,
-    'shards fix a cluster for life',
+
+test('compose and npm run cluster render the same Temporal configuration, addresses and accounts aside', async () => {
+  const [a, b] = [render(composeEnv()), render(await clusterEnv())];
+  assert.deepEqual(withoutAddresses(a), withoutAddresses(b));
+  const persistence = a.persistence as {
+    numHistoryShards: number;
+    defaultStore: string;
+    visibilityStore: string;
+    datastores: Record<string, { sql: Record<string, unknown> }>;
+  };
+  const [store, visibility] = [persistence.defaultStore, persistence.visibilityStore].map(
+    (name) => persistence.datastores[name]!.sql,
   );
-  assert.equal(a.persistence.defaultStore, b.persistence.defaultStore);
-  assert.equal(a.persistence.visibilityStore, b.persistence.visibilityStore);
-  for (const store of [a.persistence.defaultStore, a.persistence.visibilityStore]) {
-    const [sa, sb] = [a.persistence.datastores[store]!.sql, b.persistence.datastores[store]!.sql];
-    assert.equal(sa.pluginName, 'postgres12', `${store} is PostgreSQL (advanced visibility on SQL)`);
-    assert.equal(sa.pluginName, sb.pluginName);
-    assert.equal(sa.databaseName, sb.databaseName);
+  assert.equal(store!.pluginName, 'postgres12', 'persistence on PostgreSQL');
+  assert.equal(visibility!.pluginName, 'postgres12', 'visibility on PostgreSQL (advanced visibility on SQL)');
+  assert.equal(store!.databaseName, 'temporal');
+  assert.equal(visibility!.databaseName, 'temporal_visibility');
+});
+
+test("compose's server reaches its postgres service with that service's account, and tells members where it is", () => {
+  const composeServer = render(composeEnv()) as {
+    persistence: { datastores: Record<string, { sql: Record<string, unknown> }> };
+    global: { membership: { broadcastAddress: string } };
+    clusterMetadata: { clusterInformation: { active: { rpcAddress: string } } };
+  };
+  const pg = compose.services.postgres?.environment ?? {};
+  for (const { sql } of Object.values(composeServer.persistence.datastores)) {
+    assert.equal(sql.connectAddr, 'postgres:5432');
+    assert.equal(sql.user, expand(pg.POSTGRES_USER!));
+    assert.equal(sql.password, '******', 'a password is set (the server masks it when rendering)');
   }
-  assert.equal(a.persistence.datastores[a.persistence.defaultStore]!.sql.connectAddr, 'postgres:5432');
-  assert.equal(a.persistence.datastores[a.persistence.defaultStore]!.sql.databaseName, 'temporal');
-  assert.equal(
-    a.persistence.datastores[a.persistence.visibilityStore]!.sql.databaseName,
-    'temporal_visibility',
-  );
+  const temporalEnv = compose.services.temporal?.environment ?? {};
+  assert.equal(expand(temporalEnv.POSTGRES_PWD!), expand(pg.POSTGRES_PASSWORD!));
+  assert.equal(composeServer.global.membership.broadcastAddress, '172.18.0.5');
+  assert.equal(composeServer.clusterMetadata.clusterInformation.active.rpcAddress, '172.18.0.5:7233');
+});
+
+test('listening on every interface without a broadcast address is refused, not stored as 0.0.0.0', () => {
+  const { TEMPORAL_BROADCAST_ADDRESS: _, ...env } = composeEnv();
+  assert.throws(() => render(env), /TEMPORAL_BROADCAST_ADDRESS/);
+});
+
+test("compose's PostgreSQL allows as many connections as npm run cluster's", () => {
+  const command = (compose.services.postgres?.command ?? []).join(' ');
+  const max = Number(/max_connections=(\d+)/.exec(command)?.[1] ?? 100);
+  assert.ok(max >= CLUSTER_POSTGRES_CONNECTIONS, `compose's postgres allows ${max}`);
 });

@@ -276,6 +276,7 @@ async function startRealTemporal(opts: StackOptions, config: Config, logs: strin
       env,
       logFile: join(logs, 'temporal-server.log'),
       pidFile: opts.pidFiles ? join(mkdir(opts.dir, 'temporal'), 'temporal-server.pid') : undefined,
+      signal: opts.signal,
     });
   return restartable(await start(), start);
 }

@@ -22,6 +22,11 @@ export interface StartOptions {
   pidFile?: string;
   uid?: number;
   gid?: number;
+  /**
+   * The command line the process will have, when a wrapper script execs it: what the pid file records, so that
+   * the next run recognises the orphan of a killed one as ours.
+   */
+  execs?: string[];
   /** postgres wants SIGINT for its "fast" shutdown; everything else takes SIGTERM. */
   stopSignal?: NodeJS.Signals;
   graceMs?: number;
@@ -47,7 +52,7 @@ export function startProcess(
   });
   if (out !== undefined) closeSync(out);
   if (opts.pidFile && child.pid)
-    writeFileSync(opts.pidFile, JSON.stringify({ pid: child.pid, argv: [command, ...args] }));
+    writeFileSync(opts.pidFile, JSON.stringify({ pid: child.pid, argv: opts.execs ?? [command, ...args] }));
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code, signal) => {
       if (opts.pidFile) rmSync(opts.pidFile, { force: true });
@@ -74,17 +79,6 @@ export function startProcess(
   return { name, child, exited, stop };
 }
 
-/**
- * After a wrapper script has exec'd its server, the pid file's command line must be the server's, or the next
- * run would not recognise the orphan as ours.
- */
-export function recordExecdCommandLine(proc: ManagedProcess, pidFile: string): void {
-  const { pid } = proc.child;
-  if (pid === undefined) return;
-  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
-  writeFileSync(pidFile, JSON.stringify({ pid, argv }));
-}
-
 function reclaimOrphan(pidFile: string): void {
   let recorded: { pid: number; argv: string[] };
   try {
@@ -108,7 +102,7 @@ export async function startedOrStopped(
   proc: ManagedProcess,
   what: string,
   check: () => Promise<boolean>,
-  opts: { timeoutMs?: number; logFile?: string } = {},
+  opts: { timeoutMs?: number; logFile?: string; signal?: AbortSignal } = {},
 ) {
   try {
     await waitFor(what, check, { ...opts, process: proc });
@@ -123,7 +117,7 @@ export async function startedOrStopped(
 export async function waitFor(
   what: string,
   check: () => Promise<boolean>,
-  opts: { timeoutMs?: number; process?: ManagedProcess; logFile?: string } = {},
+  opts: { timeoutMs?: number; process?: ManagedProcess; logFile?: string; signal?: AbortSignal } = {},
 ): Promise<void> {
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   let exitCode: number | null | undefined;
@@ -133,6 +127,8 @@ export async function waitFor(
   let lastError = '';
   while (Date.now() < deadline) {
     if (exitCode !== undefined) break;
+    // Ctrl-C while starting: the storage below may be going away, so waiting on is waiting for nothing.
+    if (opts.signal?.aborted) throw new Error(`${what}: stopped while starting`);
     try {
       if (await check()) return;
     } catch (err) {
@@ -235,19 +231,27 @@ export function freePort(): Promise<number> {
  * Temporal server stores its membership ports in a smallint column.
  */
 export async function freeLowPort(): Promise<number> {
+  // From 20000 up: every default port of ours (and Temporal's) lies below, so a later start does not find one taken.
   for (let tries = 0; tries < 100; tries++) {
-    const port = 10_000 + Math.floor(Math.random() * 22_000);
+    const port = 20_000 + Math.floor(Math.random() * 12_768);
     if (await portFree(port)) return port;
   }
   throw new Error('found no free port under 32768');
 }
 
 /** A free port whose next one is free too: rspamd's worker and its controller. */
-export async function freePortPair(): Promise<number> {
+export function freePortPair(): Promise<number> {
+  return freePortRun(2);
+}
+
+/** The first of `n` consecutive free ports. */
+export async function freePortRun(n: number): Promise<number> {
   for (let tries = 0; ; tries++) {
     const port = await freePort();
-    if (port < 65535 && (await portFree(port + 1))) return port;
-    if (tries === 20) throw new Error('found no two consecutive free ports');
+    let free = port + n - 1 <= 65535;
+    for (let i = 1; free && i < n; i++) free = await portFree(port + i);
+    if (free) return port;
+    if (tries === 20) throw new Error(`found no ${n} consecutive free ports`);
   }
 }
 

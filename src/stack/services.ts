@@ -14,7 +14,8 @@ export interface IngestNode {
 
 export interface ServiceLayout {
   ingest: IngestNode[];
-  workers: number;
+  /** Each worker's Prometheus port (spam scoring). */
+  workers: { metricsPort: number }[];
   api?: boolean;
   /** The submission relay, Dovecot's sign-in policy and the web inbox. */
   mailbox?: boolean;
@@ -32,8 +33,16 @@ export interface Services {
 const numbered = (base: string, i: number, n: number) => (n === 1 ? base : `${base}-${i + 1}`);
 
 export function startServices(stack: Stack, layout: ServiceLayout): Services {
-  const workers = Array.from({ length: layout.workers }, (_, i) =>
-    stack.startService(numbered('worker', i, layout.workers), 'worker.ts'),
+  const ports = [
+    ...layout.ingest.flatMap((n) => [n.smtpPort, n.metricsPort]),
+    ...layout.workers.map((w) => w.metricsPort),
+  ];
+  if (new Set(ports).size !== ports.length)
+    throw new Error(`two service processes would share a port: ${ports.join(', ')}`);
+  const workers = layout.workers.map((w, i) =>
+    stack.startService(numbered('worker', i, layout.workers.length), 'worker.ts', {
+      env: { MXF_WORKER_METRICS_PORT: String(w.metricsPort) },
+    }),
   );
   const ingest = layout.ingest.map((node, i) =>
     stack.startService(numbered('ingest', i, layout.ingest.length), 'ingest/main.ts', {

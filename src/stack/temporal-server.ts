@@ -3,14 +3,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Connection, isGrpcServiceError } from '@temporalio/client';
 import { connectTemporal, ensureNamespace, ensureSearchAttributes } from '../temporal';
-import {
-  freeLowPort,
-  httpOk,
-  type ManagedProcess,
-  recordExecdCommandLine,
-  startedOrStopped,
-  startProcess,
-} from './process';
+import { freeLowPort, httpOk, type ManagedProcess, startedOrStopped, startProcess } from './process';
 import { TOOLS_BIN } from './temporal';
 
 // The real Temporal server (go.temporal.io/server, the release the CLI embeds, built by scripts/tools.sh) on
@@ -22,6 +15,12 @@ import { TOOLS_BIN } from './temporal';
 const GRPC_INVALID_ARGUMENT = 3;
 const GRPC_NOT_FOUND = 5;
 const TEMPORAL_DIR = join(__dirname, '../../temporal');
+
+/**
+ * PostgreSQL's max_connections under a Temporal server (four services, each with its own pools) and several
+ * ingest processes and workers; its default, 100, runs out. docker-compose.yml's postgres gets the same.
+ */
+export const CLUSTER_POSTGRES_CONNECTIONS = 300;
 
 /** Where the server reaches PostgreSQL: host, port and the account that owns Temporal's two databases. */
 export interface TemporalDatabase {
@@ -79,9 +78,9 @@ export async function temporalServerEnv(port: number, db: TemporalDatabase): Pro
   const ports: number[] = [];
   // One after another, so that no two of them draw the same port.
   for (const _ of PORT_NAMES) {
-    let port = await freeLowPort();
-    while (ports.includes(port)) port = await freeLowPort();
-    ports.push(port);
+    let drawn = await freeLowPort();
+    while (ports.includes(drawn)) drawn = await freeLowPort();
+    ports.push(drawn);
   }
   return {
     ...Object.fromEntries(PORT_NAMES.map((name, i) => [name, String(ports[i])])),
@@ -102,21 +101,34 @@ export async function startTemporalServer(opts: {
   env: NodeJS.ProcessEnv;
   logFile: string;
   pidFile?: string;
+  signal?: AbortSignal;
 }): Promise<ManagedProcess> {
-  // The script execs the server, so this pid is the server's (the fault suites kill it).
+  const server = join(TOOLS_BIN, 'temporal-server');
+  // The script execs the server, so this pid is the server's (the fault suites kill it); the pid file records the
+  // server's command line, as start-server.sh's last line runs it.
   const proc = startProcess('temporal-server', 'bash', [join(TEMPORAL_DIR, 'start-server.sh')], {
-    env: { ...process.env, ...opts.env, TEMPORAL_SERVER: join(TOOLS_BIN, 'temporal-server') },
+    env: { ...process.env, ...opts.env, TEMPORAL_SERVER: server },
+    execs: [
+      server,
+      '--root',
+      TEMPORAL_DIR,
+      '--config',
+      'config',
+      '--env',
+      'mxfailover',
+      '--allow-no-auth',
+      'start',
+    ],
     logFile: opts.logFile,
     pidFile: opts.pidFile,
     graceMs: 20_000,
   });
   const address = `127.0.0.1:${opts.port}`;
-  await startedOrStopped(proc, `Temporal server on ${address}`, () => readyForUs(address, opts.namespace), {
+  return startedOrStopped(proc, `Temporal server on ${address}`, () => readyForUs(address, opts.namespace), {
     logFile: opts.logFile,
     timeoutMs: 120_000,
+    signal: opts.signal,
   });
-  if (opts.pidFile) recordExecdCommandLine(proc, opts.pidFile);
-  return proc;
 }
 
 /**
