@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { type Dirent, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -104,12 +104,25 @@ function temporalStep(stack: Stack): FaultStep {
   };
 }
 
-/** MinIO keeps an object as a folder with an xl.meta on each drive; counted here per drive. */
+/**
+ * MinIO keeps an object as a folder with an xl.meta on each drive; counted here per drive, outside MinIO's own
+ * .minio.sys. Folders come and go under load (temporary writes, renames), so one that vanishes mid-walk is skipped.
+ */
 function objectsOn(drive: string): number {
-  if (!existsSync(drive)) return 0;
-  const entries = readdirSync(drive, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile() && e.name === 'xl.meta' && !e.parentPath.includes('.minio.sys'))
-    .length;
+  let count = 0;
+  const walk = (dir: string) => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries)
+      if (e.isDirectory() && e.name !== '.minio.sys') walk(join(dir, e.name));
+      else if (e.isFile() && e.name === 'xl.meta') count++;
+  };
+  walk(drive);
+  return count;
 }
 
 /** When drive 2, wiped, first held as many objects as drive 1 again: MinIO's healing seen from outside. */
