@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createSql } from '../src/store/db';
 import { eventually } from './helpers/eventually';
 import { freePort } from './helpers/ports';
-import { alive, descendants } from './helpers/procs';
+import { alive, commandOf, descendants } from './helpers/procs';
 import { RawSmtp, transaction } from './helpers/smtp-client';
 import { testConfig, testTmp } from './helpers/stack';
 
@@ -116,6 +116,10 @@ async function metric(node: Node, name: string): Promise<number> {
   return Number(match[1]);
 }
 
+/** The node's ingest processes: its descendants running our entry (tsx may add an esbuild of its own). */
+const ingestProcesses = (node: Node) =>
+  descendants(node.pid).filter((pid) => commandOf(pid).includes('src/ingest/main.ts'));
+
 const refused = (port: number) =>
   new Promise<boolean>((resolve) => {
     const socket = connect(port, '127.0.0.1');
@@ -129,8 +133,8 @@ const refused = (port: number) =>
 test('two processes take connections on one port, the node counts both, and a dead one is forked again', async (t) => {
   const node = await startNode();
   t.after(() => void node.child.kill('SIGKILL'));
-  const workers = descendants(node.pid);
-  assert.equal(workers.length, 2, 'the primary forked two processes');
+  const workers = ingestProcesses(node);
+  assert.equal(workers.length, 2, `the primary forked two processes: ${workers.map(commandOf).join('; ')}`);
 
   const queueIds: string[] = [];
   for (let i = 0; i < 20; i++) {
@@ -158,7 +162,7 @@ test('two processes take connections on one port, the node counts both, and a de
   process.kill(victim, 'SIGKILL');
   const replaced = await eventually(
     'another process in place of the killed one',
-    async () => descendants(node.pid).filter((p) => !workers.includes(p) && alive(p)),
+    async () => ingestProcesses(node).filter((p) => !workers.includes(p) && alive(p)),
     (pids) => pids.length === 1,
     30_000,
   );
@@ -180,7 +184,7 @@ test('two processes take connections on one port, the node counts both, and a de
 test('SIGTERM to the node lets a message in DATA finish with its 250, then every process exits', async (t) => {
   const node = await startNode();
   t.after(() => void node.child.kill('SIGKILL'));
-  const workers = descendants(node.pid);
+  const workers = ingestProcesses(node);
   const { client } = await RawSmtp.open(node.smtpPort);
   assert.match(await client.send('EHLO sender.test\r\n'), /^250/);
   assert.match(await client.send('MAIL FROM:<late@elsewhere.test>\r\n'), /^250/);
@@ -210,7 +214,7 @@ test('SIGTERM to the node lets a message in DATA finish with its 250, then every
 test('kill -9 of the node leaves none of its processes behind', async (t) => {
   const node = await startNode();
   t.after(() => void node.child.kill('SIGKILL'));
-  const workers = descendants(node.pid);
+  const workers = ingestProcesses(node);
   assert.equal(workers.length, 2);
   assert.ok(workers.every(alive));
   node.child.kill('SIGKILL');

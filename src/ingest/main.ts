@@ -21,6 +21,9 @@ import { loadTls } from './tls';
 // `npm run ingest`: one ingest node. With MXF_INGEST_PROCESSES=1 it is this process alone; with more, this process
 // becomes the node's primary and forks that many processes that take the mail (src/ingest/processes.ts).
 
+/** PostgreSQL connections of one ingest node (createSql's default for a process). */
+const NODE_DB_CONNECTIONS = 10;
+
 async function main() {
   const config = loadConfigOrExit();
   const log = createLogger(config, 'ingest');
@@ -40,6 +43,8 @@ async function takeMail(nodeConfig: Config, log: Logger, role?: IngestProcessRol
   const runbooks = await loadRunbooksOrExit(config.runbooksDir);
   // A database that hangs must not hold a sender for minutes: fail the statement, answer 451, let them retry.
   const sql = createSql(config, {
+    // The node's connections, shared among its processes: more cores must not mean more than max_connections.
+    max: Math.ceil(NODE_DB_CONNECTIONS / (role?.processes ?? 1)),
     connection: { statement_timeout: 15_000, idle_in_transaction_session_timeout: 15_000 },
   });
   // Lazy: ingest depends only on storage, so it starts and accepts mail while Temporal is unreachable.
@@ -56,6 +61,7 @@ async function takeMail(nodeConfig: Config, log: Logger, role?: IngestProcessRol
     tls: role ? role.tls : await loadTls(config, log),
     ring: client,
     reconcile: role ? role.reconciles : true,
+    processes: role?.processes,
   });
   let metricsServer: Server | undefined;
   let stopping = false;
