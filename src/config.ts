@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { availableParallelism, hostname, networkInterfaces } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { MAILBOX_RATE_DEFAULT, rateSchema } from './domain/pace';
@@ -86,8 +86,10 @@ export const envSchema = z
     MXF_TLS_CERT: z.string().min(1).optional(),
     MXF_TLS_KEY: z.string().min(1).optional(),
     MXF_INGEST_METRICS_PORT: port(9465),
-    // One ingest node takes mail on every core it is given: this many processes share its SMTP port.
-    MXF_INGEST_PROCESSES: positiveInt(availableParallelism(), 'processes'),
+    // Processes of one ingest node sharing its SMTP port: the cores the node has to itself. 1 by default: where the
+    // ingest shares its cores with MinIO, PostgreSQL and the rest of the stack (one machine, 2 cores), one process
+    // took more mail than two (bench/results/ingest.md); a node with cores of its own sets it to them.
+    MXF_INGEST_PROCESSES: positiveInt(1, 'processes'),
     MXF_DOORBELL_MS: positiveInt(1_000, 'milliseconds'),
     MXF_RECONCILE_MS: positiveInt(60_000, 'milliseconds'),
     MXF_SMTP_RELAY: hostAndPort.optional(),

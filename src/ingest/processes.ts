@@ -7,19 +7,21 @@ import { serveMetrics } from '../metrics-server';
 import { loadRunbooksOrExit } from '../runbooks/load';
 import { loadTls } from './tls';
 
-// One ingest node takes mail on every core it is given (MXF_INGEST_PROCESSES). Node runs JavaScript on one core
-// per process, and on 2 cores the SMTP sessions, the body checks and the storage clients of one process were the
-// bottleneck long before MinIO or PostgreSQL. So a primary forks N processes that share the SMTP port
-// (node:cluster: the primary accepts each connection and hands it to the next free process, round robin, Node's
-// default on Linux) and does nothing else: no SMTP, no storage. It
+// One ingest node on several cores (MXF_INGEST_PROCESSES). Node runs JavaScript on one core per process, so a node
+// with cores of its own would otherwise use one of them. With N > 1 a primary forks N processes that share the SMTP
+// port (node:cluster: the primary accepts each connection and hands it to the next free process, round robin,
+// Node's default on Linux) and does nothing else: no SMTP, no storage. It
 //   - hands every process its role and the node's STARTTLS pair (one self-signed pair per node, not one per
 //     process, so a sender sees the same certificate whichever process it reaches);
 //   - serves the node's one Prometheus target, the sum of its processes' metrics (prom-client's
-//     AggregatorRegistry asks each process for its registry at every scrape);
+//     AggregatorRegistry asks each process for its registry at every scrape; a process forked again starts its
+//     counters at zero, which Prometheus reads as a counter reset);
 //   - forks a process again in the place of one that died, and on SIGTERM/SIGINT tells each to finish its
 //     sessions, exiting once they all have.
 // A process whose primary vanished (kill -9) exits at once: the primary's pid is all a supervisor knows of the
 // node, so nothing of the node may outlive it, and a sender cut off mid-transaction got no 250 and sends again.
+// The handing over costs CPU per connection, and each process gathers bodies into segments of its own: where the
+// node shares 2 cores with MinIO and PostgreSQL, one process took more mail than two (bench/results/ingest.md).
 
 /** What the primary tells each process it forks. */
 export interface IngestProcessRole {
@@ -191,8 +193,8 @@ class IngestProcesses {
 
 /** From now on, this process ends with its primary. */
 export function exitWithPrimary(log: Logger): void {
-  // Node's cluster code exits a worker whose channel closed too (before this is called as well), but silently and
-  // with 0: say why first.
+  // Node's cluster code already exits a worker whose channel to the primary closes, but silently and with status 0;
+  // this says why, first.
   process.prependOnceListener('disconnect', () => {
     log.error('the ingest primary is gone; exiting');
     process.exit(1);
