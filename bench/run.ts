@@ -19,7 +19,8 @@ import {
 
 // `npm run bench` (full) or `npm run bench -- --quick`: three measurements on this machine, in one run, each
 // printed as a Markdown table and drawn as an SVG chart under bench/results/:
-//   1. ingest: smtp-source at 1, 20 and 50 sessions, 4 KB and 100 KB, against our ingest and a Postfix backup MX;
+//   1. ingest: smtp-source at 1, 20 and 50 sessions reusing their connections, and at 20 and 50 sessions with one
+//      new connection per message, 4 KB and 100 KB, against our ingest (on every core) and a Postfix backup MX;
 //   2. release: a held backlog forwarded to smtp-sink, against Postfix draining the same backlog to smtp-sink;
 //   3. scale: with a growing backlog seeded straight into storage, the time to list and page it, to start a
 //      release, and the memory of every process.
@@ -86,68 +87,72 @@ function quantile(buckets: [number, number][], q: number): number {
   return Number.POSITIVE_INFINITY;
 }
 
+/** One row of the ingest table: how many sessions, how big the messages, and whether a session sends many. */
+interface IngestCell {
+  sessions: number;
+  size: number;
+  /**
+   * true: smtp-source -d, one connection carrying message after message (a big sender's queue); false: one new
+   * connection per message, what many distinct senders look like.
+   */
+  reuse: boolean;
+}
+
+/**
+ * The cells, in the order they run. BENCH_INGEST_CONNECTIONS=reused or =per-message runs only those rows (for
+ * iterating on one of them).
+ */
+function ingestCells(): IngestCell[] {
+  const only = process.env.BENCH_INGEST_CONNECTIONS;
+  const cells: IngestCell[] = [];
+  for (const size of [4096, 102_400]) {
+    for (const sessions of [1, 20, 50]) cells.push({ sessions, size, reuse: true });
+    for (const sessions of [20, 50]) cells.push({ sessions, size, reuse: false });
+  }
+  return cells.filter((c) => !only || (only === 'reused') === c.reuse);
+}
+
 async function benchIngest(stack: BenchStack) {
   const to = `rcpt@${domainOf('ingest')}`;
-  const held = async () =>
-    (await stack.sql<{ n: number }[]>`select count(*)::int as n from held_message`)[0]!.n;
-  await smtpSource(stack.smtpPort, { messages: 300, sessions: 10, size: 4096, to }); // warm-up: JIT, pools
-  await smtpSource(stack.postfixPort, { messages: 300, sessions: 10, size: 4096, to });
-  const ours = { ingest: stack.procs.ingest, postgres: stack.procs.postgres, minio: stack.procs.minio };
+  // Warm-up (JIT, pools) of each, in both ways of connecting.
+  for (const port of [stack.smtpPort, stack.single.smtpPort, stack.postfixPort])
+    for (const reuse of [true, false])
+      await smtpSource(port, { messages: 300, sessions: 10, size: 4096, to, reuse });
   const rows: (string | number)[][] = [];
   const chart: { cell: string; system: string; rate: number }[] = [];
-  for (const size of [4096, 102_400]) {
-    for (const sessions of [1, 20, 50]) {
-      const messages = (size > 10_000 ? 1 : 3) * (QUICK ? 150 : 1000) * (sessions === 1 ? 0.5 : 1);
-      const before = await histogram(stack.metricsPort);
-      const peakMiB: Record<string, number> = {};
-      const oursOnce = async () => {
-        const heldBefore = await held();
-        const sample = await withPeakMemory(ours, () =>
-          smtpSource(stack.smtpPort, { messages, sessions, size, to }),
-        );
-        for (const [name, mib] of Object.entries(sample.peakMiB))
-          peakMiB[name] = Math.max(peakMiB[name] ?? 0, mib);
-        const stored = (await held()) - heldBefore;
-        if (stored !== messages) throw new Error(`ours held ${stored} of ${messages}`);
-        return messages / sample.result;
-      };
-      const postfixOnce = async () =>
-        messages / (await smtpSource(stack.postfixPort, { messages, sessions, size, to }));
-      const { ours: oursRate, postfix: postfixRate } = await alternate(oursOnce, postfixOnce);
-      const after = await histogram(stack.metricsPort);
-      const delta = after.map(([le, n], i) => [le, n - before[i]![1]] as [number, number]);
-      const cell = `${sessions} x ${size / 1024} KB`;
-      rows.push([
-        cell,
-        messages,
-        f0(oursRate),
-        f0(postfixRate),
-        f2(oursRate / postfixRate),
-        f1(quantile(delta, 0.5) * 1000),
-        f1(quantile(delta, 0.99) * 1000),
-        `${f0(peakMiB.ingest!)} / ${f0(peakMiB.postgres!)} / ${f0(peakMiB.minio!)}`,
-      ]);
-      chart.push({ cell, system: 'ours', rate: oursRate }, { cell, system: 'Postfix', rate: postfixRate });
-      console.log(`ingest ${cell}: ours ${f0(oursRate)} msg/s, Postfix ${f0(postfixRate)} msg/s`);
-    }
+  for (const cell of ingestCells()) {
+    const row = await ingestRow(stack, cell, to);
+    rows.push(row.cells);
+    chart.push(
+      { cell: row.name, system: `ours, ${stack.ingestProcesses} processes`, rate: row.ours },
+      { cell: row.name, system: 'ours, 1 process', rate: row.single },
+      { cell: row.name, system: 'Postfix', rate: row.postfix },
+    );
+    console.log(
+      `ingest ${row.name}: ours ${f0(row.ours)} msg/s (1 process: ${f0(row.single)}), Postfix ${f0(row.postfix)} msg/s`,
+    );
   }
   await publish(
     'ingest',
     'Ingest: messages accepted per second',
     [
-      `sessions x message size; Postfix smtp-source with connections reused (-d); ours and Postfix alternate in the same run, ${SAMPLES} samples each, median shown.`,
+      `sessions x message size; Postfix smtp-source, its connections reused (-d) or one new connection per message (no -d); ours, ours on one process and Postfix take turns in the same run, ${SAMPLES} samples each, median shown.`,
+      `Ours is one ingest node on every core: MXF_INGEST_PROCESSES=${stack.ingestProcesses} processes sharing the port (node:cluster, round robin). "1 process" is a second ingest node with MXF_INGEST_PROCESSES=1 on the same storage, idle while the other is measured; in brackets its ratio to Postfix.`,
+      'Every connection comes from 127.0.0.1, standing for many senders: Postfix exempts its own networks from its per-client limits, and the bench lifts ours (MXF_SMTP_MAX_PER_IP) likewise.',
       'Logging is not equal: ours runs at warn (no line per message); Postfix writes its usual info lines per message to its maillog file.',
       'Ours: body in MinIO and rows committed in PostgreSQL (fsync on) before the 250. Postfix: queue file fsynced before the 250.',
-      'Time to 250 is measured from the start of DATA by our ingest histogram (mxf_smtp_time_to_250_seconds).',
-      'Peak memory is PSS sampled every 250 ms, summed over each process tree (PostgreSQL includes its backends).',
+      'Time to 250 is measured from the start of DATA by our ingest histogram (mxf_smtp_time_to_250_seconds, summed over the processes), of the node on every core.',
+      'Peak memory is PSS sampled every 250 ms, summed over each process tree (the ingest includes its processes, PostgreSQL its backends), while the node on every core is measured.',
     ],
     markdown(
       [
         'sessions x size',
+        'connections',
         'messages',
         'ours msg/s',
         'Postfix msg/s',
         'ours/Postfix',
+        'ours, 1 process msg/s (/Postfix)',
         'our p50 to 250 (ms)',
         'our p99 to 250 (ms)',
         'peak MiB: ingest / postgres / minio',
@@ -158,13 +163,63 @@ async function benchIngest(stack: BenchStack) {
       data: { values: chart },
       mark: 'bar',
       encoding: {
-        x: { field: 'cell', type: 'nominal', title: 'sessions x size', sort: null },
+        x: { field: 'cell', type: 'nominal', title: 'sessions x size (connections)', sort: null },
         xOffset: { field: 'system' },
         y: { field: 'rate', type: 'quantitative', title: 'messages/s' },
         color: { field: 'system' },
       },
     },
   );
+}
+
+/**
+ * One cell: our node (all its processes), our one-process node and Postfix in turn; our held rows counted, our time
+ * to 250 (the measured node's histogram) and peak memory over the cell.
+ */
+async function ingestRow(stack: BenchStack, { sessions, size, reuse }: IngestCell, to: string) {
+  const held = async () =>
+    (await stack.sql<{ n: number }[]>`select count(*)::int as n from held_message`)[0]!.n;
+  const messages = (size > 10_000 ? 1 : 3) * (QUICK ? 150 : 1000) * (sessions === 1 ? 0.5 : 1);
+  const before = await histogram(stack.metricsPort);
+  const peakMiB: Record<string, number> = {};
+  const oursAt = (port: number, ingest: BenchStack['procs']['ingest']) => async () => {
+    const heldBefore = await held();
+    const procs = { ingest, postgres: stack.procs.postgres, minio: stack.procs.minio };
+    const sample = await withPeakMemory(procs, () =>
+      smtpSource(port, { messages, sessions, size, to, reuse }),
+    );
+    if (ingest === stack.procs.ingest)
+      for (const [name, mib] of Object.entries(sample.peakMiB))
+        peakMiB[name] = Math.max(peakMiB[name] ?? 0, mib);
+    const stored = (await held()) - heldBefore;
+    if (stored !== messages) throw new Error(`ours held ${stored} of ${messages}`);
+    return messages / sample.result;
+  };
+  const rates = await inTurn({
+    ours: oursAt(stack.smtpPort, stack.procs.ingest),
+    single: oursAt(stack.single.smtpPort, stack.single.proc),
+    postfix: async () =>
+      messages / (await smtpSource(stack.postfixPort, { messages, sessions, size, to, reuse })),
+  });
+  const after = await histogram(stack.metricsPort);
+  const delta = after.map(([le, n], i) => [le, n - before[i]![1]] as [number, number]);
+  const name = `${sessions} x ${size / 1024} KB${reuse ? '' : ' (1/msg)'}`;
+  return {
+    name,
+    ...rates,
+    cells: [
+      `${sessions} x ${size / 1024} KB`,
+      reuse ? 'reused' : 'one per message',
+      messages,
+      f0(rates.ours),
+      f0(rates.postfix),
+      f2(rates.ours / rates.postfix),
+      `${f0(rates.single)} (${f2(rates.single / rates.postfix)})`,
+      f1(quantile(delta, 0.5) * 1000),
+      f1(quantile(delta, 0.99) * 1000),
+      `${f0(peakMiB.ingest!)} / ${f0(peakMiB.postgres!)} / ${f0(peakMiB.minio!)}`,
+    ],
+  };
 }
 
 // ---- 1b. scoring ----------------------------------------------------------------------------------------------
@@ -325,15 +380,17 @@ async function releasePostfix(stack: BenchStack, n: number): Promise<number> {
   return queued / seconds;
 }
 
-/** Ours and Postfix in turn, SAMPLES times each, so neither always runs on a warmer or a more loaded machine. */
-async function alternate(ours: () => Promise<number>, theirs: () => Promise<number>) {
-  const samples = { ours: [] as number[], postfix: [] as number[] };
-  for (let i = 0; i < SAMPLES; i++) {
-    samples.ours.push(await ours());
-    samples.postfix.push(await theirs());
-  }
-  return { ours: median(samples.ours), postfix: median(samples.postfix), samples };
+/** Each system in turn, SAMPLES times each, so none always runs on a warmer or a more loaded machine. */
+async function inTurn<K extends string>(systems: Record<K, () => Promise<number>>) {
+  const names = Object.keys(systems) as K[];
+  const samples = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
+  for (let i = 0; i < SAMPLES; i++) for (const name of names) samples[name].push(await systems[name]());
+  const medians = Object.fromEntries(names.map((n) => [n, median(samples[n])])) as Record<K, number>;
+  return { ...medians, samples };
 }
+
+/** Ours and Postfix in turn, SAMPLES times each. */
+const alternate = (ours: () => Promise<number>, postfix: () => Promise<number>) => inTurn({ ours, postfix });
 
 async function benchRelease(stack: BenchStack) {
   const rows: (string | number)[][] = [];

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
@@ -27,6 +27,13 @@ export interface BenchStack {
   procs: Record<'postgres' | 'minio' | 'temporal' | 'ingest' | 'worker' | 'api', ManagedProcess>;
   smtpPort: number;
   metricsPort: number;
+  /** MXF_INGEST_PROCESSES of our ingest node (BENCH_INGEST_PROCESSES, else every core). */
+  ingestProcesses: number;
+  /**
+   * A second ingest node on the same storage, as one process (MXF_INGEST_PROCESSES=1), idle while the other is
+   * measured: the ingest table shows in the same run whether the processes beat one.
+   */
+  single: { proc: ManagedProcess; smtpPort: number; metricsPort: number };
   postfixPort: number;
   postfixConf: string;
   postfixQueue: string;
@@ -71,6 +78,8 @@ const PORTS = [
   'temporal',
   'smtp',
   'metrics',
+  'smtpSingle',
+  'metricsSingle',
   'api',
   'postfix',
   'sink',
@@ -78,8 +87,13 @@ const PORTS = [
 ] as const;
 type Ports = Record<(typeof PORTS)[number], number>;
 
+const INGEST_PROCESSES = Number(process.env.BENCH_INGEST_PROCESSES ?? availableParallelism());
+
 /** Ours, as separate processes on durable settings (no fsync=off): durable accept against durable accept. */
-async function startOurs(tmp: string, ports: Ports): Promise<{ stack: Stack; procs: BenchStack['procs'] }> {
+async function startOurs(
+  tmp: string,
+  ports: Ports,
+): Promise<{ stack: Stack; procs: BenchStack['procs']; single: ManagedProcess }> {
   const stack = await startStack({
     dir: tmp,
     env: {
@@ -93,6 +107,11 @@ async function startOurs(tmp: string, ports: Ports): Promise<{ stack: Stack; pro
       MXF_MONITOR: 'off',
       MXF_LOG_LEVEL: 'warn',
       MXF_HOSTNAME: 'mx.failover.bench',
+      // The ingest node on every core (BENCH_INGEST_PROCESSES to change it); a one-process node runs beside it.
+      MXF_INGEST_PROCESSES: String(INGEST_PROCESSES),
+      // smtp-source's connections all come from 127.0.0.1 and stand for many senders; Postfix exempts its own
+      // networks from its per-client connection limits (smtpd_client_event_limit_exceptions), so ours is lifted too.
+      MXF_SMTP_MAX_PER_IP: '10000',
       ...(await mailboxEnv()),
     },
     postgres: { port: ports.postgres, database: 'bench' },
@@ -115,12 +134,39 @@ async function startOurs(tmp: string, ports: Ports): Promise<{ stack: Stack; pro
       process: api,
       logFile: join(stack.logs, 'api.log'),
     });
+    const single = await startSingleIngest(stack, ports, nodeArgs);
     const { postgres, minio, temporal } = stack;
-    return { stack, procs: { postgres: postgres!, minio, temporal, ingest, worker, api } };
+    return { stack, procs: { postgres: postgres!, minio, temporal, ingest, worker, api }, single };
   } catch (err) {
     await stack.stop();
     throw err;
   }
+}
+
+/** The one-process ingest node beside the measured one: the stack's environment, its own ports. */
+async function startSingleIngest(stack: Stack, ports: Ports, nodeArgs: string[]): Promise<ManagedProcess> {
+  const logFile = join(stack.logs, 'ingest-1.log');
+  const entry = join(__dirname, '..', 'src', 'ingest', 'main.ts');
+  const single = startProcess('ingest-1', process.execPath, [...nodeArgs, '--import', 'tsx', entry], {
+    env: {
+      ...stack.env,
+      MXF_SMTP_PORT: String(ports.smtpSingle),
+      MXF_INGEST_METRICS_PORT: String(ports.metricsSingle),
+      MXF_INGEST_PROCESSES: '1',
+    },
+    logFile,
+    graceMs: stack.config.shutdownGraceMs,
+  });
+  try {
+    await waitFor('the one-process ingest', () => tcpOpen('127.0.0.1', ports.smtpSingle), {
+      process: single,
+      logFile,
+    });
+  } catch (err) {
+    await single.stop();
+    throw err;
+  }
+  return single;
 }
 
 /** A private Postfix as the backup MX to compare with, and smtp-sink as every destination. */
@@ -164,12 +210,13 @@ function apiClient(base: string, token: string): BenchStack['api'] {
 
 export async function startBenchStack(): Promise<BenchStack> {
   const tmp = mkdtempSync(join(tmpdir(), 'mxf-bench-'));
-  const theirs: ManagedProcess[] = [];
+  // Postfix, smtp-sink and the one-process ingest: stopped before our stack.
+  const beside: ManagedProcess[] = [];
   let ours: Stack | undefined;
   let close = async () => {};
   const stop = async () => {
     await close();
-    for (const p of [...theirs].reverse()) await p.stop();
+    for (const p of [...beside].reverse()) await p.stop();
     await ours?.stop();
     rmSync(tmp, { recursive: true, force: true });
   };
@@ -178,6 +225,7 @@ export async function startBenchStack(): Promise<BenchStack> {
     const ports = Object.fromEntries(PORTS.map((name, i) => [name, free[i]!])) as Ports;
     const started = await startOurs(tmp, ports);
     ours = started.stack;
+    beside.push(started.single);
     const { config, logs } = ours;
     const sql = createSql(config, { max: 4 });
     const connection = await Connection.connect({ address: config.temporal.address });
@@ -187,7 +235,7 @@ export async function startBenchStack(): Promise<BenchStack> {
     };
     const token = await createToken(sql, 'bench', 'admin', { actor: 'bench', replace: true });
     const postfixDir = join(tmp, 'postfix');
-    await startTheirs(postfixDir, logs, ports, theirs);
+    await startTheirs(postfixDir, logs, ports, beside);
     return {
       config,
       sql,
@@ -195,6 +243,8 @@ export async function startBenchStack(): Promise<BenchStack> {
       procs: started.procs,
       smtpPort: ports.smtp,
       metricsPort: ports.metrics,
+      ingestProcesses: INGEST_PROCESSES,
+      single: { proc: started.single, smtpPort: ports.smtpSingle, metricsPort: ports.metricsSingle },
       postfixPort: ports.postfix,
       postfixConf: join(postfixDir, 'conf'),
       postfixQueue: join(postfixDir, 'queue'),
@@ -208,12 +258,16 @@ export async function startBenchStack(): Promise<BenchStack> {
   }
 }
 
-/** Postfix's smtp-source against a port; resolves to the seconds it took. */
+/**
+ * Postfix's smtp-source against a port; resolves to the seconds it took. `reuse` (the default): each session sends
+ * message after message on one connection (-d); false: one new connection per message.
+ */
 export function smtpSource(
   port: number,
-  opts: { messages: number; sessions: number; size: number; to: string },
+  opts: { messages: number; sessions: number; size: number; to: string; reuse?: boolean },
 ): Promise<number> {
-  const args = ['-s', String(opts.sessions), '-l', String(opts.size), '-m', String(opts.messages), '-d'];
+  const args = ['-s', String(opts.sessions), '-l', String(opts.size), '-m', String(opts.messages)];
+  if (opts.reuse !== false) args.push('-d');
   args.push('-M', 'source.bench.test', '-f', 'sender@source.example', '-t', opts.to, `127.0.0.1:${port}`);
   const started = performance.now();
   return new Promise((resolve, reject) =>
