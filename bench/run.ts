@@ -87,6 +87,15 @@ function quantile(buckets: [number, number][], q: number): number {
   return Number.POSITIVE_INFINITY;
 }
 
+const unscored = async (stack: BenchStack) =>
+  (await stack.sql<{ n: number }[]>`select count(*)::int as n from held_message where scored_at is null`)[0]!
+    .n;
+
+/** Waits until the spam scorer has scored everything held: no sample pays for scoring the one before it. */
+async function scorerIdle(stack: BenchStack) {
+  while ((await unscored(stack)) > 0) await sleep(250);
+}
+
 /** One row of the ingest table: how many sessions, how big the messages, and whether a session sends many. */
 interface IngestCell {
   sessions: number;
@@ -137,6 +146,7 @@ async function benchIngest(stack: BenchStack) {
     'Ingest: messages accepted per second',
     [
       `sessions x message size; Postfix smtp-source, its connections reused (-d) or one new connection per message (no -d); ours, ours on one process and Postfix take turns in the same run, ${SAMPLES} samples each, median shown.`,
+      "Our spam scorer (worker and rspamd) scores what ours accepts on the same cores while the sample runs, and each sample starts once it has scored everything before: no sample pays for the one before it (Postfix's samples used to pay for our scorer catching up).",
       `Ours is one ingest node on every core: MXF_INGEST_PROCESSES=${stack.ingestProcesses} processes sharing the port (node:cluster, round robin). "1 process" is a second ingest node with MXF_INGEST_PROCESSES=1 on the same storage, idle while the other is measured; in brackets its ratio to Postfix.`,
       'Every connection comes from 127.0.0.1, standing for many senders: Postfix exempts its own networks from its per-client limits, and the bench lifts ours (MXF_SMTP_MAX_PER_IP) likewise.',
       'Logging is not equal: ours runs at warn (no line per message); Postfix writes its usual info lines per message to its maillog file.',
@@ -183,6 +193,7 @@ async function ingestRow(stack: BenchStack, { sessions, size, reuse }: IngestCel
   const before = await histogram(stack.metricsPort);
   const peakMiB: Record<string, number> = {};
   const oursAt = (port: number, ingest: BenchStack['procs']['ingest']) => async () => {
+    await scorerIdle(stack);
     const heldBefore = await held();
     const procs = { ingest, postgres: stack.procs.postgres, minio: stack.procs.minio };
     const sample = await withPeakMemory(procs, () =>
@@ -198,8 +209,10 @@ async function ingestRow(stack: BenchStack, { sessions, size, reuse }: IngestCel
   const rates = await inTurn({
     ours: oursAt(stack.smtpPort, stack.procs.ingest),
     single: oursAt(stack.single.smtpPort, stack.single.proc),
-    postfix: async () =>
-      messages / (await smtpSource(stack.postfixPort, { messages, sessions, size, to, reuse })),
+    postfix: async () => {
+      await scorerIdle(stack);
+      return messages / (await smtpSource(stack.postfixPort, { messages, sessions, size, to, reuse }));
+    },
   });
   const after = await histogram(stack.metricsPort);
   const delta = after.map(([le, n], i) => [le, n - before[i]![1]] as [number, number]);
@@ -223,10 +236,6 @@ async function ingestRow(stack: BenchStack, { sessions, size, reuse }: IngestCel
 }
 
 // ---- 1b. scoring ----------------------------------------------------------------------------------------------
-
-const unscored = async (stack: BenchStack) =>
-  (await stack.sql<{ n: number }[]>`select count(*)::int as n from held_message where scored_at is null`)[0]!
-    .n;
 
 /**
  * Does scoring keep up with ingest at 50 sessions? Mail arrives as in the ingest measurement while the worker's
