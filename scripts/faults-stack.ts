@@ -1,4 +1,12 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -156,6 +164,14 @@ export async function judgeRun(
   }
 }
 
+function printLogTails(logs: string): void {
+  const services = existsSync(logs) ? readdirSync(logs).filter((f) => /^(ingest|worker)/.test(f)) : [];
+  for (const file of services) {
+    const lines = readFileSync(join(logs, file), 'utf8').trimEnd().split('\n');
+    console.log(`faults: the last lines of logs/${file}:\n${lines.slice(-15).join('\n')}`);
+  }
+}
+
 /** A temporary folder, the stand-in Gmail and a stack, for `run`; everything stopped and removed after it. */
 export async function withFaultsStack(
   prefix: string,
@@ -166,13 +182,19 @@ export async function withFaultsStack(
   let launched: LaunchedStack | undefined;
   process.on('SIGINT', () => void launched?.stop().then(() => process.exit(130)));
   const mailbox = await startMailbox(); // Gmail, and the relay that notifications leave through
+  let passed = false;
   try {
     launched = launchStack(await options(tmp, mailbox.port));
-    return await run(await launched.started, mailbox);
+    const code = await run(await launched.started, mailbox);
+    passed = code === 0;
+    return code;
   } finally {
     await launched?.stop();
     await mailbox.close();
-    if (!process.env.FAULTS_KEEP) rmSync(tmp, { recursive: true, force: true });
+    // A failed run keeps its logs, and shows the service logs' ends: a process that died on its own left its
+    // last words there (CI keeps only what we print).
+    if (!passed) printLogTails(join(tmp, 'logs'));
+    if (passed && !process.env.FAULTS_KEEP) rmSync(tmp, { recursive: true, force: true });
     else console.log(`faults: logs and data kept in ${tmp}`);
   }
 }
