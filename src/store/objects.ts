@@ -60,6 +60,11 @@ export class BodyWriter {
     private readonly bucket: string,
     private readonly maxInFlight = 2,
     private readonly maxSegmentBytes = 4 * 1024 * 1024,
+    /**
+     * Beside a PUT in flight, another starts only once this many bytes wait: small bodies then share a segment (a
+     * PUT's fixed cost is most of what a small body costs MinIO), large ones still go up side by side.
+     */
+    private readonly minBytesBeside = 0,
   ) {}
 
   /** Stores `body` (a stream of unknown length, at most `maxBytes`) under `key`, or in a segment named after it. */
@@ -116,6 +121,7 @@ export class BodyWriter {
 
   private pump(): void {
     while (this.inFlight < this.maxInFlight && this.waiting.length > 0) {
+      if (this.inFlight > 0 && !this.waitingAtLeast(this.minBytesBeside)) return;
       let bytes = 0;
       let n = 0;
       while (
@@ -132,6 +138,15 @@ export class BodyWriter {
         this.pump();
       });
     }
+  }
+
+  private waitingAtLeast(bytes: number): boolean {
+    let sum = 0;
+    for (const w of this.waiting) {
+      sum += w.body.length;
+      if (sum >= bytes) return true;
+    }
+    return sum >= bytes;
   }
 
   private async flush(batch: BodyWriter['waiting']): Promise<void> {
