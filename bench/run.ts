@@ -27,7 +27,15 @@ import {
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const RESULTS = join(__dirname, 'results');
-const COMMAND = QUICK ? 'npm run bench -- --quick' : 'npm run bench';
+/** How this run was started, for the results to say: the measurements chosen, --quick, and the samples if set. */
+const COMMAND = (() => {
+  const args = process.argv
+    .slice(2)
+    .filter((a) => ['ingest', 'scoring', 'release', 'scale', '--quick'].includes(a));
+  if (QUICK && !args.includes('--quick')) args.push('--quick');
+  const samples = process.env.BENCH_SAMPLES ? `BENCH_SAMPLES=${process.env.BENCH_SAMPLES} ` : '';
+  return `${samples}npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
+})();
 /** Samples of each measurement, ours and Postfix alternating; the tables show the median. */
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 2);
 const median = (xs: number[]) => {
